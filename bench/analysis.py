@@ -1,0 +1,198 @@
+"""From tidy frames of runs to the report's tables. Pure functions, no I/O.
+
+Inputs are the frames ``bench.tracking.load_runs`` returns: ``runs`` (one row per run, with
+``schedule, seed, test_acc``) and ``epochs`` (one row per run and epoch, with ``val_acc``).
+Accuracies stay fractions in [0, 1] here; only the Markdown rendering shows percentage points.
+
+Definitions (also in the README):
+
+- final val acc: ``val_acc`` after the last epoch; best val acc: its maximum over epochs.
+- 95% CI of a mean: Student's t interval over the runs of a schedule.
+- difference from the baseline (``constant``): mean final val acc of the schedule minus the
+  baseline's, with Welch's t interval (unequal variances, runs not paired).
+- seed range: max minus min of the final val acc over a schedule's runs (seeds).
+- best-minus-final gap: best val acc minus final val acc, averaged over runs.
+- late regressions: epochs in the second half of training (epoch > E/2) whose val acc fell below
+  the previous epoch's, counted per run and averaged.
+- epochs to peak: the first epoch whose val acc is within ``PEAK_TOLERANCE`` of the run's best,
+  averaged over runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+BASELINE = "constant"
+CONFIDENCE = 0.95
+PEAK_TOLERANCE = 0.005  # half a point of accuracy
+
+ACCURACY_COLUMNS = [
+    "schedule",
+    "n_runs",
+    "n_unfinished",
+    "final_val_acc_mean",
+    "final_val_acc_std",
+    "final_val_acc_ci_low",
+    "final_val_acc_ci_high",
+    "best_val_acc_mean",
+    "test_acc_mean",
+    "diff_vs_constant_mean",
+    "diff_vs_constant_ci_low",
+    "diff_vs_constant_ci_high",
+]
+STABILITY_COLUMNS = [
+    "schedule",
+    "n_runs",
+    "seed_range",
+    "best_minus_final_mean",
+    "late_regressions_mean",
+    "epochs_to_peak_mean",
+]
+
+
+def order(schedules: Iterable[str], preferred: Iterable[str] = ()) -> list[str]:
+    """Schedules in ``preferred`` order first (the baseline leading), then the rest sorted."""
+    present = set(schedules)
+    first = [BASELINE, *[s for s in preferred if s != BASELINE]]
+    return [s for s in first if s in present] + sorted(present - set(first))
+
+
+def late_regressions(val_acc: np.ndarray) -> int:
+    """Epochs in the second half of training whose accuracy fell below the previous epoch's."""
+    n = len(val_acc)
+    epochs = np.arange(1, n + 1)
+    drops = np.diff(val_acc, prepend=val_acc[:1]) < 0
+    return int(np.sum(drops & (epochs > n / 2)))
+
+
+def epochs_to_peak(val_acc: np.ndarray, tolerance: float = PEAK_TOLERANCE) -> int:
+    """The first epoch (1-based) whose accuracy is within ``tolerance`` of the best."""
+    return int(np.argmax(val_acc >= val_acc.max() - tolerance)) + 1
+
+
+def per_run(epochs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: ``run_id, schedule, seed, n_epochs, final_val_acc, best_val_acc,
+    best_minus_final, late_regressions, epochs_to_peak``."""
+    rows = []
+    for (run_id, schedule, seed), curve in epochs.sort_values("epoch").groupby(
+        ["run_id", "schedule", "seed"], sort=False
+    ):
+        acc = curve["val_acc"].to_numpy(dtype=float)
+        rows.append(
+            {
+                "run_id": run_id,
+                "schedule": schedule,
+                "seed": seed,
+                "n_epochs": len(acc),
+                "final_val_acc": acc[-1],
+                "best_val_acc": acc.max(),
+                "best_minus_final": acc.max() - acc[-1],
+                "late_regressions": late_regressions(acc),
+                "epochs_to_peak": epochs_to_peak(acc),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "run_id",
+            "schedule",
+            "seed",
+            "n_epochs",
+            "final_val_acc",
+            "best_val_acc",
+            "best_minus_final",
+            "late_regressions",
+            "epochs_to_peak",
+        ],
+    )
+
+
+def mean_ci(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Student's t confidence interval of the mean; NaN with fewer than two values."""
+    x = np.asarray(x, dtype=float)
+    if len(x) < 2:
+        return math.nan, math.nan
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    ci = stats.ttest_1samp(x, 0.0).confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
+
+
+def diff_ci(x: np.ndarray, y: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Welch's t confidence interval of ``mean(x) - mean(y)``; NaN with fewer than two of either."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or len(y) < 2:
+        return math.nan, math.nan
+    if np.all(x == x[0]) and np.all(y == y[0]):
+        d = float(x[0] - y[0])
+        return d, d
+    ci = stats.ttest_ind(x, y, equal_var=False).confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
+
+
+def accuracy_table(
+    runs: pd.DataFrame, epochs: pd.DataFrame, preferred: Iterable[str] = ()
+) -> pd.DataFrame:
+    """Per schedule: final/best validation accuracy with a 95% CI, test accuracy, and the
+    difference of the final validation accuracy from the ``constant`` schedule with its 95% CI.
+
+    ``runs`` lists every run with its ``status``; only finished ones are summarised, the others
+    are counted in ``n_unfinished``.
+    """
+    finished = runs[runs["status"] == "FINISHED"]
+    unfinished = runs[runs["status"] != "FINISHED"].groupby("schedule").size()
+    summary = per_run(epochs[epochs["run_id"].isin(finished["run_id"])])
+    summary = summary.merge(finished[["run_id", "test_acc"]], on="run_id", how="left")
+    baseline = summary.loc[summary["schedule"] == BASELINE, "final_val_acc"].to_numpy()
+    rows = []
+    for schedule in order(set(runs["schedule"]), preferred):
+        group = summary[summary["schedule"] == schedule]
+        final = group["final_val_acc"].to_numpy()
+        low, high = mean_ci(final)
+        # The baseline's own row has no difference to show.
+        has_baseline = len(baseline) > 0 and len(final) > 0 and schedule != BASELINE
+        d_low, d_high = diff_ci(final, baseline) if has_baseline else (math.nan, math.nan)
+        rows.append(
+            {
+                "schedule": schedule,
+                "n_runs": len(group),
+                "n_unfinished": int(unfinished.get(schedule, 0)),
+                "final_val_acc_mean": final.mean() if len(final) else math.nan,
+                "final_val_acc_std": final.std(ddof=1) if len(final) > 1 else math.nan,
+                "final_val_acc_ci_low": low,
+                "final_val_acc_ci_high": high,
+                "best_val_acc_mean": group["best_val_acc"].mean(),
+                "test_acc_mean": group["test_acc"].mean(),
+                "diff_vs_constant_mean": final.mean() - baseline.mean()
+                if has_baseline
+                else math.nan,
+                "diff_vs_constant_ci_low": d_low,
+                "diff_vs_constant_ci_high": d_high,
+            }
+        )
+    return pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
+
+
+def stability_table(epochs: pd.DataFrame, preferred: Iterable[str] = ()) -> pd.DataFrame:
+    """Per schedule: seed range of the final accuracy, best-minus-final gap, late regressions and
+    epochs to peak (definitions in the module docstring)."""
+    summary = per_run(epochs)
+    rows = []
+    for schedule in order(set(summary["schedule"]), preferred):
+        group = summary[summary["schedule"] == schedule]
+        rows.append(
+            {
+                "schedule": schedule,
+                "n_runs": len(group),
+                "seed_range": group["final_val_acc"].max() - group["final_val_acc"].min(),
+                "best_minus_final_mean": group["best_minus_final"].mean(),
+                "late_regressions_mean": group["late_regressions"].mean(),
+                "epochs_to_peak_mean": group["epochs_to_peak"].mean(),
+            }
+        )
+    return pd.DataFrame(rows, columns=STABILITY_COLUMNS)

@@ -1,0 +1,166 @@
+"""The Lightning side: the training module, the callback that records a run, progress display."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, TQDMProgressBar
+from torch import nn
+from torch.nn import functional as F
+from torch.optim.lr_scheduler import LambdaLR
+
+from bench.tracking import RunRecorder
+
+log = logging.getLogger(__name__)
+
+# A schedule bound to its knobs and base LR: f(step, total_steps) -> lr.
+Schedule = Callable[[int, int], float]
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class Classifier(pl.LightningModule):
+    """Cross-entropy classification; the learning rate follows ``schedule`` at every optimizer step.
+
+    The schedule's length ``T`` is the number of optimizer steps the trainer will really take
+    (``trainer.estimated_stepping_batches``), so it fits any dataset size, epoch count, gradient
+    accumulation or device count.
+    """
+
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, schedule: Schedule):
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.schedule = schedule
+        self.total_steps = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        acc = (logits.argmax(dim=1) == y).float().mean()
+        on_step = stage == "train"
+        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=on_step)
+        if stage != "train":
+            self.log(f"{stage}_acc", acc, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        self.total_steps = int(self.trainer.estimated_stepping_batches)
+        optimizer = self.optimizer_factory(params=self.parameters())
+        total, base, schedule = self.total_steps, optimizer.defaults["lr"], self.schedule
+        # LambdaLR scales each param group's own LR by schedule / base, so groups with different
+        # LRs keep their ratio while the default group follows the schedule exactly.
+        scheduler = LambdaLR(optimizer, lambda t: schedule(t, total) / base)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+
+class MlflowRecorder(Callback):
+    """Feeds a run's metrics to its ``RunRecorder``: ``lr`` and ``train_loss`` per optimizer step
+    (flushed once per epoch), ``val_acc``/``val_loss`` per epoch, ``test_acc`` at the end."""
+
+    def __init__(self, recorder: RunRecorder):
+        self.recorder = recorder
+        self._steps: dict[int, dict[str, float]] = {}
+
+    def on_fit_start(self, trainer, pl_module):
+        steps_per_epoch = trainer.num_training_batches // trainer.accumulate_grad_batches
+        self.recorder.log_params(
+            {"total_steps": pl_module.total_steps, "steps_per_epoch": steps_per_epoch}
+        )
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        # The LR this batch's optimizer step will use, keyed by the 0-based optimizer step.
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        self._steps.setdefault(trainer.global_step, {})["lr"] = lr
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # global_step now counts the step just taken; with gradient accumulation the loss of the
+        # last batch before a step stands for that step.
+        loss = trainer.callback_metrics.get("train_loss")
+        if loss is not None and trainer.global_step > 0:
+            self._steps.setdefault(trainer.global_step - 1, {})["train_loss"] = float(loss)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        for step, metrics in sorted(self._steps.items()):
+            self.recorder.add(metrics, step=step)
+        self._steps.clear()
+        self.recorder.flush()
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        metrics = {k: float(trainer.callback_metrics[k]) for k in ("val_acc", "val_loss")}
+        self.recorder.log(metrics, step=trainer.current_epoch + 1)
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        self.recorder.log({"test_acc": float(trainer.callback_metrics["test_acc"])}, step=0)
+
+
+class RunProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, prefixed with which run of the sweep this is."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+
+    def on_train_epoch_start(self, trainer, *args):
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(
+            f"{self.label} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        )
+
+
+class EpochLog(Callback):
+    """One log line per epoch, for output that is not a terminal (logs, CI, SLURM)."""
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        log.info(
+            "%s epoch %d/%d val_acc=%.4f val_loss=%.4f",
+            self.label,
+            trainer.current_epoch + 1,
+            trainer.max_epochs,
+            float(m["val_acc"]),
+            float(m["val_loss"]),
+        )
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's per-run banners and the advice that does not apply to in-memory data."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*number of training batches.*smaller than.*")
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+
+
+def progress_callbacks(label: str, enabled: bool) -> list[Callback]:
+    """A live bar on a terminal, a line per epoch elsewhere."""
+    if enabled and sys.stderr.isatty():
+        return [RunProgressBar(label)]
+    return [EpochLog(label)]

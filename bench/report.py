@@ -1,0 +1,243 @@
+"""bench-report: read runs back from MLflow and write the tables and figures.
+
+The report of experiment ``E`` goes to ``<results>/E/``:
+
+- ``accuracy.csv`` / ``accuracy.md``, ``stability.csv`` / ``stability.md``
+  (tables from ``bench.analysis``; CSV in fractions, Markdown in percentage points);
+- ``val_acc_curves``, ``lr_traces``, ``final_acc_per_seed`` as ``.png`` and ``.svg``;
+- ``README.md``: the tables and figures on one page.
+
+The folder is written aside and swapped in whole: a failed report never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench import analysis, plots, schedules, tracking
+
+ACC_LIKE = ("_acc_", "diff_vs", "seed_range", "best_minus_final")
+
+
+@dataclass
+class Report:
+    folder: Path
+    accuracy: pd.DataFrame
+    stability: pd.DataFrame
+    n_finished: int
+    n_unfinished: int
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A Markdown table; accuracy-like columns in percentage points with two decimals."""
+    shown = table.copy()
+    for column in shown.columns:
+        if any(key in column for key in ACC_LIKE):
+            shown[column] = shown[column] * 100
+    shown = shown.astype(object).where(shown.notna(), None)  # tabulate shows None as missingval
+    return shown.to_markdown(index=False, floatfmt=".2f", missingval="–") + "\n"
+
+
+def _readme(data: tracking.Runs, sweep: str | None, acc: pd.DataFrame, stab: pd.DataFrame) -> str:
+    n_finished = len(data.finished)
+    scope = f"sweep `{sweep}`" if sweep else "all sweeps"
+    return f"""# Report: {data.experiment}
+
+MLflow experiment `{data.experiment}`, {scope}: {n_finished} finished runs,
+{len(data.runs) - n_finished} not finished (failed, killed or still running; left out below).
+Accuracies are in percentage points; the CSV files hold the same tables as fractions.
+Column definitions are in the project README under "The report".
+
+## Accuracy
+
+{to_markdown(acc)}
+## Stability
+
+{to_markdown(stab)}
+## Figures
+
+![Validation accuracy per epoch](val_acc_curves.png)
+
+![Final validation accuracy per seed](final_acc_per_seed.png)
+
+![Learning rate per optimizer step](lr_traces.png)
+"""
+
+
+def write(data: tracking.Runs, folder: Path, sweep: str | None = None) -> Report:
+    """Write the report of ``data`` into ``folder`` (replaced whole)."""
+    if data.finished.empty:
+        raise LookupError(
+            f"experiment {data.experiment!r} has no finished runs to report "
+            f"({len(data.runs)} runs in all)"
+        )
+    preferred = list(schedules.SCHEDULES)
+    finished_epochs = data.epochs[data.epochs["run_id"].isin(data.finished["run_id"])]
+    acc = analysis.accuracy_table(data.runs, finished_epochs, preferred)
+    stab = analysis.stability_table(finished_epochs, preferred)
+    order = list(acc.loc[acc["n_runs"] > 0, "schedule"])
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        acc.to_csv(staging / "accuracy.csv", index=False)
+        stab.to_csv(staging / "stability.csv", index=False)
+        (staging / "accuracy.md").write_text(to_markdown(acc))
+        (staging / "stability.md").write_text(to_markdown(stab))
+        plots.save(plots.val_acc_curves(finished_epochs, order), staging, "val_acc_curves")
+        plots.save(plots.lr_traces(data.lr, order), staging, "lr_traces")
+        plots.save(
+            plots.final_acc_per_seed(analysis.per_run(finished_epochs), order),
+            staging,
+            "final_acc_per_seed",
+        )
+        (staging / "README.md").write_text(_readme(data, sweep, acc, stab))
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+            folder.rename(old / folder.name)
+            staging.rename(folder)
+            shutil.rmtree(old)
+        else:
+            staging.rename(folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    n_finished = len(data.finished)
+    return Report(folder, acc, stab, n_finished, len(data.runs) - n_finished)
+
+
+def _interval(mean: float, low: float, high: float, signed: bool = False) -> str:
+    """``97.92 [97.05, 98.78]`` in percentage points; ``–`` where undefined."""
+    if pd.isna(mean):
+        return "–"
+    fmt = "{:+.2f}" if signed else "{:.2f}"
+    text = fmt.format(mean * 100)
+    if not pd.isna(low):
+        text += f" [{fmt.format(low * 100)}, {fmt.format(high * 100)}]"
+    return text
+
+
+def terminal_tables(report: Report) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two tables narrowed for a terminal: means with their 95% CI in brackets."""
+    acc = report.accuracy
+    compact = pd.DataFrame(
+        {
+            "schedule": acc["schedule"],
+            "runs": acc["n_runs"],
+            "final val acc % [95% CI]": [
+                _interval(r.final_val_acc_mean, r.final_val_acc_ci_low, r.final_val_acc_ci_high)
+                for r in acc.itertuples()
+            ],
+            "best val acc %": [_interval(v, None, None) for v in acc["best_val_acc_mean"]],
+            "test acc %": [_interval(v, None, None) for v in acc["test_acc_mean"]],
+            "vs constant, points [95% CI]": [
+                _interval(
+                    r.diff_vs_constant_mean,
+                    r.diff_vs_constant_ci_low,
+                    r.diff_vs_constant_ci_high,
+                    signed=True,
+                )
+                for r in acc.itertuples()
+            ],
+        }
+    )
+    stab = report.stability.rename(
+        columns={
+            "n_runs": "runs",
+            "seed_range": "seed range (points)",
+            "best_minus_final_mean": "best - final (points)",
+            "late_regressions_mean": "late regressions",
+            "epochs_to_peak_mean": "epochs to peak",
+        }
+    )
+    for column in ("seed range (points)", "best - final (points)"):
+        stab[column] = stab[column] * 100
+    return compact, stab
+
+
+def print_tables(report: Report, file=None) -> None:
+    file = file or sys.stdout
+    acc, stab = terminal_tables(report)
+    unfinished = f", {report.n_unfinished} not finished" if report.n_unfinished else ""
+    print(f"\nValidation accuracy ({report.n_finished} finished runs{unfinished})", file=file)
+    print(acc.to_markdown(index=False, tablefmt="simple"), file=file)
+    print("\nStability", file=file)
+    print(stab.to_markdown(index=False, tablefmt="simple", floatfmt=".2f"), file=file)
+    print(f"\nReport written to {report.folder}", file=file)
+
+
+def make(
+    uri: str, experiment: str, results: str | Path = "results", sweep: str | None = None
+) -> Report:
+    """Load ``experiment`` (or one ``sweep`` of it) from MLflow and write its report to
+    ``<results>/<experiment>/``; a sweep's report is also logged to the sweep's parent run."""
+    data = tracking.load_runs(uri, experiment, sweep=sweep)
+    report = write(data, Path(results) / experiment, sweep=sweep)
+    if sweep:
+        tracking.log_artifacts(uri, sweep, report.folder)
+    return report
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bench-report",
+        description="Regenerate the accuracy and stability tables and the figures of an "
+        "experiment from the MLflow store.",
+        epilog="Writes <results>/<experiment>/: accuracy.csv/.md, stability.csv/.md, "
+        "val_acc_curves, lr_traces and final_acc_per_seed as .png and .svg, and a README.md "
+        "that shows them together. With --sweep the files are also logged to that sweep's "
+        "parent run in MLflow.",
+    )
+    p.add_argument(
+        "--experiment", default="digits", help="MLflow experiment to report (default: digits)"
+    )
+    p.add_argument(
+        "--sweep",
+        default=None,
+        metavar="RUN_ID|latest",
+        help="only the runs of this sweep (its parent run id, or 'latest'); "
+        "default: every run of the experiment",
+    )
+    p.add_argument(
+        "--results",
+        default="results",
+        metavar="DIR",
+        help="folder that receives <experiment>/ (default: ./results)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    uri = tracking.resolve_uri(args.tracking_uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        print(f"bench-report: no MLflow store at {uri}; run `bench` here first", file=sys.stderr)
+        return 2
+    try:
+        sweep = (
+            tracking.latest_sweep(uri, args.experiment) if args.sweep == "latest" else args.sweep
+        )
+        report = make(uri, args.experiment, args.results, sweep=sweep)
+    except LookupError as e:
+        print(f"bench-report: {e.args[0]}", file=sys.stderr)
+        return 2
+    print_tables(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

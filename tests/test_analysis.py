@@ -1,0 +1,129 @@
+"""The report's tables from hand-made tidy frames, checked against the textbook formulas."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench import analysis
+
+CURVES = {
+    # run_id: (schedule, seed, val_acc per epoch, status, test_acc)
+    "c0": ("constant", 0, [0.50, 0.70, 0.80, 0.78, 0.82, 0.80], "FINISHED", 0.79),
+    "c1": ("constant", 1, [0.55, 0.72, 0.79, 0.81, 0.80, 0.83], "FINISHED", 0.81),
+    "c2": ("constant", 2, [0.52, 0.69, 0.81, 0.80, 0.79, 0.78], "FINISHED", 0.80),
+    "k0": ("cosine", 0, [0.60, 0.75, 0.82, 0.84, 0.85, 0.86], "FINISHED", 0.85),
+    "k1": ("cosine", 1, [0.58, 0.74, 0.83, 0.85, 0.86, 0.86], "FINISHED", 0.84),
+    "k2": ("cosine", 2, [0.61, 0.76, 0.81, 0.84, 0.86, 0.87], "FINISHED", 0.86),
+    "k3": ("cosine", 3, [0.30], "FAILED", math.nan),
+}
+
+
+@pytest.fixture
+def frames():
+    runs = pd.DataFrame(
+        [
+            {"run_id": r, "schedule": s, "seed": seed, "status": st, "test_acc": test}
+            for r, (s, seed, _, st, test) in CURVES.items()
+        ]
+    )
+    epochs = pd.DataFrame(
+        [
+            {
+                "run_id": r,
+                "schedule": s,
+                "seed": seed,
+                "epoch": e + 1,
+                "val_acc": a,
+                "val_loss": 1 - a,
+            }
+            for r, (s, seed, accs, st, _) in CURVES.items()
+            if st == "FINISHED"
+            for e, a in enumerate(accs)
+        ]
+    )
+    return runs, epochs
+
+
+def finals(schedule):
+    return np.array([c[2][-1] for c in CURVES.values() if c[0] == schedule and c[3] == "FINISHED"])
+
+
+def test_late_regressions_count_only_the_second_half():
+    assert analysis.late_regressions(np.array([0.5, 0.6, 0.7, 0.65, 0.8, 0.75])) == 2
+    assert analysis.late_regressions(np.array([0.5, 0.4, 0.6, 0.7])) == 0
+    assert analysis.late_regressions(np.array([0.9])) == 0
+
+
+def test_epochs_to_peak_is_first_epoch_near_the_best():
+    assert analysis.epochs_to_peak(np.array([0.5, 0.896, 0.9, 0.85])) == 2
+    assert analysis.epochs_to_peak(np.array([0.5, 0.8, 0.9, 0.85])) == 3
+    assert analysis.epochs_to_peak(np.array([0.5, 0.8, 0.9]), tolerance=0.2) == 2
+
+
+def test_accuracy_table_matches_t_intervals(frames):
+    runs, epochs = frames
+    table = analysis.accuracy_table(runs, epochs).set_index("schedule")
+    assert list(table.index) == ["constant", "cosine"]  # the baseline leads
+
+    for schedule in ("constant", "cosine"):
+        x = finals(schedule)
+        row = table.loc[schedule]
+        half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+        assert row["n_runs"] == 3
+        assert row["final_val_acc_mean"] == pytest.approx(x.mean())
+        assert row["final_val_acc_std"] == pytest.approx(x.std(ddof=1))
+        assert row["final_val_acc_ci_low"] == pytest.approx(x.mean() - half)
+        assert row["final_val_acc_ci_high"] == pytest.approx(x.mean() + half)
+
+    # Welch: difference of means with Welch-Satterthwaite degrees of freedom.
+    x, y = finals("cosine"), finals("constant")
+    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
+    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    half = stats.t.ppf(0.975, df) * math.sqrt(vx + vy)
+    row = table.loc["cosine"]
+    assert row["diff_vs_constant_mean"] == pytest.approx(x.mean() - y.mean())
+    assert row["diff_vs_constant_ci_low"] == pytest.approx(x.mean() - y.mean() - half)
+    assert row["diff_vs_constant_ci_high"] == pytest.approx(x.mean() - y.mean() + half)
+    assert math.isnan(table.loc["constant", "diff_vs_constant_mean"])
+
+    assert row["best_val_acc_mean"] == pytest.approx(np.mean([0.86, 0.86, 0.87]))
+    assert row["test_acc_mean"] == pytest.approx(0.85)
+    assert row["n_unfinished"] == 1 and table.loc["constant", "n_unfinished"] == 0
+
+
+def test_accuracy_table_without_baseline_or_with_one_run(frames):
+    runs, epochs = frames
+    only_cosine = runs[runs["schedule"] == "cosine"]
+    table = analysis.accuracy_table(only_cosine, epochs[epochs["schedule"] == "cosine"])
+    assert table["diff_vs_constant_mean"].isna().all()
+
+    one = runs[runs["run_id"].isin(["c0", "k0"])]
+    table = analysis.accuracy_table(one, epochs[epochs["run_id"].isin(["c0", "k0"])])
+    assert table["n_runs"].tolist() == [1, 1]
+    assert table["final_val_acc_ci_low"].isna().all()
+    assert table.loc[1, "diff_vs_constant_mean"] == pytest.approx(0.86 - 0.80)
+
+
+def test_stability_table(frames):
+    _, epochs = frames
+    table = analysis.stability_table(epochs).set_index("schedule")
+    row = table.loc["constant"]
+    assert row["seed_range"] == pytest.approx(0.83 - 0.78)
+    assert row["best_minus_final_mean"] == pytest.approx(np.mean([0.02, 0.0, 0.03]))
+    # second half = epochs 4-6: c0 drops at 4 and 6, c1 at 5, c2 at 4, 5 and 6
+    assert row["late_regressions_mean"] == pytest.approx((2 + 1 + 3) / 3)
+    # first epoch within 0.005 of the best: c0 -> 5, c1 -> 6, c2 -> 3
+    assert row["epochs_to_peak_mean"] == pytest.approx((5 + 6 + 3) / 3)
+    assert table.loc["cosine", "late_regressions_mean"] == 0
+
+
+def test_order_puts_baseline_then_preferred_then_the_rest():
+    assert analysis.order(["zeta", "cosine", "constant", "alpha"], ["step", "cosine"]) == [
+        "constant",
+        "cosine",
+        "alpha",
+        "zeta",
+    ]

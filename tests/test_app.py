@@ -1,0 +1,168 @@
+"""The real applications end to end: Hydra multirun -> Lightning -> MLflow (SQLite) -> report."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bench import schedules
+
+BIN = Path(sys.executable).parent
+
+
+def run(cmd: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300):
+    return subprocess.run(
+        [str(BIN / cmd), *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A tiny sweep through bench-train -m, then bench-report on it."""
+    root = tmp_path_factory.mktemp("sweep")
+    train = run(
+        "bench-train",
+        "-m",
+        "schedule=constant,cosine",
+        "seed=0",
+        "trainer.max_epochs=2",
+        "schedule.warmup_fraction=0.1",
+        cwd=root,
+        env={"MLFLOW_TRACKING_URI": ""},  # the default: ./mlflow.db where the command runs
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    report = run("bench-report", "--sweep", "latest", cwd=root)
+    assert report.returncode == 0, report.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    runs = client.search_runs([experiment.experiment_id])
+    return root, train, report, client, runs
+
+
+def children(runs):
+    return [r for r in runs if r.data.tags.get("bench.kind") == "run"]
+
+
+def test_sweep_nests_named_runs_under_one_parent(sweep):
+    _, _, _, _, runs = sweep
+    parents = [r for r in runs if r.data.tags.get("bench.kind") == "sweep"]
+    assert len(parents) == 1
+    assert parents[0].info.status == "FINISHED"
+    kids = children(runs)
+    assert sorted(r.info.run_name for r in kids) == ["constant-seed0", "cosine-seed0"]
+    for r in kids:
+        assert r.info.status == "FINISHED"
+        assert r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert r.data.tags["schedule"] == r.info.run_name.split("-")[0]
+        assert r.data.tags["seed"] == "0"
+
+
+def test_run_params_and_config_artifact(sweep):
+    _, _, _, client, runs = sweep
+    for r in children(runs):
+        params = r.data.params
+        assert params["schedule.name"] == r.data.tags["schedule"]
+        assert params["optimizer.lr"] == "0.05"
+        assert params["trainer.max_epochs"] == "2"
+        assert int(params["total_steps"]) == 2 * int(params["steps_per_epoch"]) > 0
+        assert [a.path for a in client.list_artifacts(r.info.run_id)] == ["config.yaml"]
+
+
+def test_lr_trace_equals_the_schedule_at_every_step(sweep):
+    _, _, _, client, runs = sweep
+    for r in children(runs):
+        total = int(r.data.params["total_steps"])
+        history = sorted(client.get_metric_history(r.info.run_id, "lr"), key=lambda m: m.step)
+        assert [m.step for m in history] == list(range(total))
+        expected = schedules.make(r.data.tags["schedule"], base=0.05, warmup_fraction=0.1)
+        assert [m.value for m in history] == pytest.approx(
+            [expected(t, total) for t in range(total)]
+        )
+        losses = client.get_metric_history(r.info.run_id, "train_loss")
+        assert sorted(m.step for m in losses) == list(range(total))
+
+
+def test_one_val_point_per_epoch_and_a_test_accuracy(sweep):
+    _, _, _, client, runs = sweep
+    for r in children(runs):
+        for key in ("val_acc", "val_loss"):
+            history = client.get_metric_history(r.info.run_id, key)
+            assert sorted(m.step for m in history) == [1, 2]
+        assert all(0 <= m.value <= 1 for m in client.get_metric_history(r.info.run_id, "val_acc"))
+        assert 0.5 < r.data.metrics["test_acc"] <= 1  # two epochs learn digits well past chance
+
+
+def test_report_files_match_mlflow(sweep):
+    root, _, report, client, runs = sweep
+    folder = root / "results" / "digits"
+    names = {p.name for p in folder.iterdir()}
+    for stem in ("val_acc_curves", "lr_traces", "final_acc_per_seed"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names
+    assert {"accuracy.csv", "accuracy.md", "stability.csv", "stability.md", "README.md"} <= names
+    assert (folder / "val_acc_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    accuracy = pd.read_csv(folder / "accuracy.csv").set_index("schedule")
+    assert list(accuracy.index) == ["constant", "cosine"]
+    for r in children(runs):
+        final = max(client.get_metric_history(r.info.run_id, "val_acc"), key=lambda m: m.step)
+        row = accuracy.loc[r.data.tags["schedule"]]
+        assert row["n_runs"] == 1
+        assert row["final_val_acc_mean"] == pytest.approx(final.value)
+        assert row["test_acc_mean"] == pytest.approx(r.data.metrics["test_acc"])
+    stability = pd.read_csv(folder / "stability.csv")
+    assert list(stability["schedule"]) == ["constant", "cosine"]
+    assert "final val acc" in report.stdout and "cosine" in report.stdout
+
+
+def test_report_is_logged_to_the_sweep_parent(sweep):
+    _, _, _, client, runs = sweep
+    parent = next(r for r in runs if r.data.tags.get("bench.kind") == "sweep")
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"accuracy.csv", "stability.csv", "val_acc_curves.png"} <= logged
+
+
+def test_progress_names_run_of_total_and_epoch(sweep):
+    _, train, _, _, _ = sweep
+    out = train.stdout + train.stderr
+    assert "[1/2] constant-seed0 epoch 1/2" in out
+    assert "[2/2] cosine-seed0 epoch 2/2" in out
+    assert "Sweep done: 2 of 2 runs finished." in out
+
+
+def test_failed_run_does_not_stop_the_sweep(tmp_path):
+    # lr=1e30 diverges at once, and anomaly detection turns the NaN into an exception.
+    result = run(
+        "bench",
+        "schedule=constant",
+        "seed=0",
+        "optimizer.lr=1e30,0.05",
+        "+trainer.detect_anomaly=true",
+        "trainer.max_epochs=1",
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'store.db'}"},
+    )
+    assert result.returncode == 1
+    assert "Sweep done: 1 of 2 runs finished." in result.stdout
+    assert "constant-seed0 [schedule=constant seed=0 optimizer.lr=1e+30" in result.stderr
+    assert "FAILED: RuntimeError" in result.stderr
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'store.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
+    status = {r.data.params.get("optimizer.lr"): r.info.status for r in children(runs)}
+    assert status == {"1e+30": "FAILED", "0.05": "FINISHED"}
+    parent = next(r for r in runs if r.data.tags.get("bench.kind") == "sweep")
+    assert parent.info.status == "FAILED"
+    failed = next(r for r in children(runs) if r.info.status == "FAILED")
+    assert "error.txt" in {a.path for a in client.list_artifacts(failed.info.run_id)}
+    # The report still covers the finished run and counts the failed one.
+    accuracy = pd.read_csv(tmp_path / "results" / "digits" / "accuracy.csv")
+    assert accuracy[["n_runs", "n_unfinished"]].values.tolist() == [[1, 1]]

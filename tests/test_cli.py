@@ -1,0 +1,115 @@
+"""Command line: bad input fails before any run and leaves nothing behind; --help helps."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def run(cmd, *args, cwd):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    return subprocess.run(
+        [str(BIN / cmd), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("cmd", "args", "code", "expected"),
+    [
+        (
+            "bench-train",
+            ["optimizer.lr=-1"],
+            2,
+            ["optimizer.lr: got -1; allowed: a number > 0"],
+        ),
+        (
+            "bench-train",
+            ["-m", "optimizer.lr=0.1,-1", "schedule=step", "schedule.gamma=3"],
+            2,
+            [
+                "nothing was run",
+                "optimizer.lr: got -1; allowed: a number > 0",
+                "schedule.gamma: got 3; allowed: a number in (0, 1]",
+            ],
+        ),
+        (
+            "bench",
+            ["trainer.max_epochs=0"],
+            2,
+            ["trainer.max_epochs: got 0; allowed: an integer >= 1"],
+        ),
+        (
+            "bench-train",
+            ["schedule=linear"],
+            1,
+            ["Could not find 'schedule/linear'", "constant", "cosine_restarts", "polynomial"],
+        ),
+        (
+            "bench",
+            ["optimizer=sgd,lion"],
+            2,
+            ["Could not find 'optimizer/lion'", "adamw", "sgd"],
+        ),
+        (
+            "bench-train",
+            ["optimizer.lrr=0.1"],
+            2,
+            ["unknown key 'optimizer.lrr'", "lr, momentum, nesterov, weight_decay"],
+        ),
+        (
+            "bench-train",
+            ["-m", "schedule=step,cosine", "schedule.gama=0.1"],
+            2,
+            ["unknown key 'schedule.gama'", "milestones, gamma, warmup_fraction"],
+        ),
+    ],
+)
+def test_bad_input_names_field_and_allowed_values_and_writes_nothing(
+    tmp_path, cmd, args, code, expected
+):
+    result = run(cmd, *args, cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    for text in expected:
+        assert text in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db, no outputs/ or multirun/
+
+
+@pytest.mark.parametrize(
+    ("cmd", "expected"),
+    [
+        (
+            "bench",
+            [
+                "run the schedule sweep",
+                "constant, step, cosine",
+                "results/<experiment>/",
+                "mlflow ui",
+            ],
+        ),
+        (
+            "bench-train",
+            [
+                "train with one learning-rate schedule",
+                "schedule: constant, cosine",
+                "-m schedule=cosine,step",
+            ],
+        ),
+        ("bench-report", ["--experiment", "--sweep", "--results", "accuracy.csv"]),
+    ],
+)
+def test_help_says_what_it_does_and_where_outputs_go(tmp_path, cmd, expected):
+    result = run(cmd, "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for text in expected:
+        assert text in result.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_without_a_store_says_so(tmp_path):
+    result = run("bench-report", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no MLflow store at sqlite:///" in result.stderr

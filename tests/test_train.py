@@ -1,0 +1,72 @@
+"""One run in-process (composed like the app composes it): reproducible from its seed, and sized
+from the real number of optimizer steps."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow.tracking import MlflowClient
+
+from bench.train import CONFIG_DIR, train
+
+
+def compose_run(*overrides):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return MlflowClient(uri)
+
+
+def histories(client, key):
+    experiment = client.get_experiment_by_name("digits")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    return [
+        [
+            m.value
+            for m in sorted(client.get_metric_history(r.info.run_id, key), key=lambda m: m.step)
+        ]
+        for r in runs
+    ]
+
+
+def test_same_seed_same_run_on_cpu(store):
+    cfg = compose_run("trainer.max_epochs=2", "seed=3", "trainer.accelerator=cpu")
+    train(cfg)
+    train(cfg)
+    train(compose_run("trainer.max_epochs=2", "seed=4", "trainer.accelerator=cpu"))
+    first, again, other = histories(store, "train_loss")
+    assert first == again
+    assert first != other
+    assert histories(store, "val_acc")[0] == histories(store, "val_acc")[1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "steps_per_epoch"),
+    [
+        # digits: 1,797 images -> 1,149 for training after the test (20%) and val (20%) splits
+        (["data.batch_size=64"], 18),
+        (["data.batch_size=100"], 12),
+        (["data.batch_size=64", "+trainer.accumulate_grad_batches=2"], 9),
+    ],
+)
+def test_schedule_length_is_the_real_number_of_optimizer_steps(store, overrides, steps_per_epoch):
+    cfg = compose_run("trainer.max_epochs=2", "schedule=polynomial", *overrides)
+    train(cfg)
+    run = store.search_runs([store.get_experiment_by_name("digits").experiment_id])[0]
+    assert int(run.data.params["steps_per_epoch"]) == steps_per_epoch
+    assert int(run.data.params["total_steps"]) == 2 * steps_per_epoch
+    lr = sorted(store.get_metric_history(run.info.run_id, "lr"), key=lambda m: m.step)
+    assert [m.step for m in lr] == list(range(2 * steps_per_epoch))
+    # Linear decay to zero over exactly those steps: the last step is one step's worth above 0.
+    assert lr[-1].value == pytest.approx(0.05 / (2 * steps_per_epoch))
+
+
+def test_adamw_is_the_other_optimizer(store):
+    metrics = train(compose_run("optimizer=adamw", "trainer.max_epochs=1", "schedule=constant"))
+    assert metrics["val_acc"] > 0.5
+    run = store.search_runs([store.get_experiment_by_name("digits").experiment_id])[0]
+    assert run.data.params["optimizer._target_"] == "torch.optim.AdamW"
+    assert {m.value for m in store.get_metric_history(run.info.run_id, "lr")} == {0.001}
