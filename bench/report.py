@@ -168,7 +168,7 @@ def print_tables(report: Report, file=None) -> None:
     acc, stab = terminal_tables(report)
     unfinished = f", {report.n_unfinished} not finished" if report.n_unfinished else ""
     print(f"\nValidation accuracy ({report.n_finished} finished runs{unfinished})", file=file)
-    print(acc.to_markdown(index=False, tablefmt="simple"), file=file)
+    print(acc.to_markdown(index=False, tablefmt="simple", disable_numparse=True), file=file)
     print("\nStability", file=file)
     print(stab.to_markdown(index=False, tablefmt="simple", floatfmt=".2f"), file=file)
     print(f"\nReport written to {report.folder}", file=file)

@@ -166,3 +166,26 @@ def test_failed_run_does_not_stop_the_sweep(tmp_path):
     # The report still covers the finished run and counts the failed one.
     accuracy = pd.read_csv(tmp_path / "results" / "digits" / "accuracy.csv")
     assert accuracy[["n_runs", "n_unfinished"]].values.tolist() == [[1, 1]]
+
+
+def test_parallel_jobs_share_one_store_and_parent(tmp_path):
+    # Hydra's joblib launcher runs the jobs in two worker processes at once.
+    result = run(
+        "bench-train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "schedule=constant,cosine,step",
+        "trainer.max_epochs=1",
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Sweep done: 3 of 3 runs finished." in result.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("bench.kind") == "sweep")
+    kids = children(runs)
+    assert sorted(r.info.run_name for r in kids) == ["constant-seed0", "cosine-seed0", "step-seed0"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in kids} == {parent.info.run_id}
+    assert {r.info.status for r in kids} == {"FINISHED"}
