@@ -13,6 +13,7 @@ The folder is written aside and swapped in whole: a failed report never leaves a
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -45,12 +46,19 @@ def to_markdown(table: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, floatfmt=".2f", missingval="–") + "\n"
 
 
-def _readme(data: tracking.Runs, sweep: str | None, acc: pd.DataFrame, stab: pd.DataFrame) -> str:
+def _readme(
+    data: tracking.Runs,
+    sweep: str | None,
+    acc: pd.DataFrame,
+    stab: pd.DataFrame,
+    command: str | None,
+) -> str:
     n_finished = len(data.finished)
     scope = f"sweep `{sweep}`" if sweep else "all sweeps"
+    made_by = f" (made by `{command}`)" if command else ""
     return f"""# Report: {data.experiment}
 
-MLflow experiment `{data.experiment}`, {scope}: {n_finished} finished runs,
+MLflow experiment `{data.experiment}`, {scope}{made_by}: {n_finished} finished runs,
 {len(data.runs) - n_finished} not finished (failed, killed or still running; left out below).
 Accuracies are in percentage points; the CSV files hold the same tables as fractions.
 Column definitions are in the project README under "The report".
@@ -71,8 +79,11 @@ Column definitions are in the project README under "The report".
 """
 
 
-def write(data: tracking.Runs, folder: Path, sweep: str | None = None) -> Report:
-    """Write the report of ``data`` into ``folder`` (replaced whole)."""
+def write(
+    data: tracking.Runs, folder: Path, sweep: str | None = None, command: str | None = None
+) -> Report:
+    """Write the report of ``data`` into ``folder`` (replaced whole); ``sweep`` and the
+    ``command`` that made it are named in its README."""
     if data.finished.empty:
         raise LookupError(
             f"experiment {data.experiment!r} has no finished runs to report "
@@ -99,7 +110,10 @@ def write(data: tracking.Runs, folder: Path, sweep: str | None = None) -> Report
             staging,
             "final_acc_per_seed",
         )
-        (staging / "README.md").write_text(_readme(data, sweep, acc, stab))
+        (staging / "README.md").write_text(_readme(data, sweep, acc, stab, command))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report is not
         if folder.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
             folder.rename(old / folder.name)
@@ -180,7 +194,8 @@ def make(
     """Load ``experiment`` (or one ``sweep`` of it) from MLflow and write its report to
     ``<results>/<experiment>/``; a sweep's report is also logged to the sweep's parent run."""
     data = tracking.load_runs(uri, experiment, sweep=sweep)
-    report = write(data, Path(results) / experiment, sweep=sweep)
+    command = tracking.run_params(uri, sweep).get("command") if sweep else None
+    report = write(data, Path(results) / experiment, sweep=sweep, command=command)
     if sweep:
         tracking.log_artifacts(uri, sweep, report.folder)
     return report

@@ -210,6 +210,10 @@ def latest_sweep(uri: str, experiment: str) -> str:
     return found[0].info.run_id
 
 
+def run_params(uri: str, run_id: str) -> dict[str, str]:
+    return dict(MlflowClient(uri).get_run(run_id).data.params)
+
+
 def sweep_runs(uri: str, experiment_id: str, sweep: str) -> pd.DataFrame:
     """``run_id, run_name, status, overrides, error`` of a sweep's runs."""
     client = MlflowClient(uri)

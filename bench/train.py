@@ -191,6 +191,14 @@ def _check_all(configs: list[tuple[str, DictConfig]]) -> list[dict[str, Any]]:
     return plains
 
 
+def command_line() -> str:
+    """The command as the user typed it (``bench`` adds ``--multirun`` itself)."""
+    prog, args = Path(sys.argv[0]).name, sys.argv[1:]
+    if prog == "bench" and "--multirun" in args:
+        args.remove("--multirun")
+    return " ".join([prog, *args])
+
+
 def _summary(sweep: Sweep) -> tuple[int, list[str]]:
     runs = tracking.sweep_runs(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id)
     finished = runs[runs["status"] == "FINISHED"]
@@ -243,7 +251,7 @@ class SweepCallback(Callback):
             experiment_id,
             name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
             params={
-                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                "command": command_line(),
                 "grid": json.dumps(jobs),
                 "n_runs": len(jobs),
                 "sweep_dir": str(sweep_dir),
