@@ -69,12 +69,15 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
 
 def train(
     cfg: DictConfig,
-    parent_run_id: str | None = None,
+    sweep: Sweep | None = None,
     label: str = "",
     overrides: list[str] | None = None,
+    launch_dir: str | os.PathLike | None = None,
 ) -> dict[str, float]:
-    """One training run, recorded in MLflow (nested under ``parent_run_id`` if given; tagged
-    with the command-line ``overrides`` that made it). Returns the final metrics."""
+    """One training run, recorded in MLflow: inside a ``sweep``, in its store and nested under
+    its parent run; else in the store that ``tracking.uri`` names (relative to ``launch_dir``).
+    The run is tagged with the command-line ``overrides`` that made it. Returns the final
+    metrics."""
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
@@ -85,8 +88,11 @@ def train(
     lightning.quiet_lightning()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    uri = tracking.resolve_uri(cfg.tracking.uri)
-    experiment_id = tracking.ensure_experiment(uri, cfg.tracking.experiment)
+    if sweep is not None:
+        uri, experiment_id = sweep.tracking_uri, sweep.experiment_id
+    else:
+        uri = tracking.resolve_uri(cfg.tracking.uri, cwd=launch_dir)
+        experiment_id = tracking.ensure_experiment(uri, cfg.tracking.experiment)
     recorder = tracking.RunRecorder(
         uri,
         experiment_id,
@@ -96,7 +102,7 @@ def train(
             "seed": str(cfg.seed),
             tracking.OVERRIDES_TAG: " ".join(overrides or []),
         },
-        parent_run_id=parent_run_id,
+        parent_run_id=sweep.parent_run_id if sweep else None,
     )
     label = label or cfg.run_name
     log.info("%s: MLflow run %s in %s", label, recorder.run_id, uri)
@@ -139,13 +145,14 @@ def train(
 def task(cfg: DictConfig) -> dict[str, float] | None:
     """The Hydra task: one run. Inside a sweep a failing run is recorded, not raised."""
     hc = HydraConfig.get()
-    sweep = Sweep.load(Path(hc.sweep.dir)) if hc.mode == RunMode.MULTIRUN else None
+    launch_dir = Path(hc.runtime.cwd)  # where the command ran, even if the job changed folder
+    sweep = Sweep.load(launch_dir / hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
     overrides = list(hc.overrides.task)
     if sweep is None:
-        return train(cfg, overrides=overrides)
+        return train(cfg, overrides=overrides, launch_dir=launch_dir)
     label = f"[{hc.job.num + 1}/{sweep.n_runs}] {cfg.run_name}"
     try:
-        return train(cfg, parent_run_id=sweep.parent_run_id, label=label, overrides=overrides)
+        return train(cfg, sweep=sweep, label=label, overrides=overrides)
     except Exception:
         log.exception("%s failed; the sweep goes on", label)
         return None
@@ -236,7 +243,8 @@ class SweepCallback(Callback):
                 _abort(f"cannot compose the run [{' '.join(job)}], nothing was run:\n{e}")
         plains = _check_all(composed)
 
-        uris = {tracking.resolve_uri(p["tracking"]["uri"]) for p in plains}
+        launch_dir = config.hydra.runtime.cwd
+        uris = {tracking.resolve_uri(p["tracking"]["uri"], cwd=launch_dir) for p in plains}
         experiments = {p["tracking"]["experiment"] for p in plains}
         if len(uris) > 1 or len(experiments) > 1:
             _abort(
@@ -245,7 +253,7 @@ class SweepCallback(Callback):
             )
         uri, experiment = uris.pop(), experiments.pop()
         experiment_id = tracking.ensure_experiment(uri, experiment)
-        sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        sweep_dir = Path(launch_dir) / config.hydra.sweep.dir
         parent = tracking.start_sweep(
             uri,
             experiment_id,
@@ -267,7 +275,7 @@ class SweepCallback(Callback):
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep = Sweep.load(Path(config.hydra.sweep.dir).resolve())
+        sweep = Sweep.load(Path(config.hydra.runtime.cwd) / config.hydra.sweep.dir)
         if sweep is None:
             return
         n_finished, failed = _summary(sweep)
@@ -276,7 +284,7 @@ class SweepCallback(Callback):
         if config.report.after_sweep and n_finished:
             from bench import report
 
-            results = Path(os.getcwd()) / config.report.dir
+            results = Path(config.hydra.runtime.cwd) / config.report.dir
             made = report.make(
                 sweep.tracking_uri, sweep.experiment, results, sweep=sweep.parent_run_id
             )

@@ -169,12 +169,14 @@ def test_failed_run_does_not_stop_the_sweep(tmp_path):
 
 
 def test_parallel_jobs_share_one_store_and_parent(tmp_path):
-    # Hydra's joblib launcher runs the jobs in two worker processes at once.
+    # Hydra's joblib launcher runs the jobs in two worker processes at once, each in its own
+    # job folder: the store stays in the launch folder all the same.
     result = run(
         "bench-train",
         "-m",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
+        "hydra.job.chdir=true",
         "schedule=constant,cosine,step",
         "trainer.max_epochs=1",
         cwd=tmp_path,
@@ -189,3 +191,4 @@ def test_parallel_jobs_share_one_store_and_parent(tmp_path):
     assert sorted(r.info.run_name for r in kids) == ["constant-seed0", "cosine-seed0", "step-seed0"]
     assert {r.data.tags["mlflow.parentRunId"] for r in kids} == {parent.info.run_id}
     assert {r.info.status for r in kids} == {"FINISHED"}
+    assert [p.name for p in tmp_path.rglob("mlflow.db")] == ["mlflow.db"]
