@@ -62,17 +62,22 @@ def order(schedules: Iterable[str], preferred: Iterable[str] = ()) -> list[str]:
     return [s for s in first if s in present] + sorted(present - set(first))
 
 
-def late_regressions(val_acc: np.ndarray) -> int:
-    """Epochs in the second half of training whose accuracy fell below the previous epoch's."""
-    n = len(val_acc)
-    epochs = np.arange(1, n + 1)
+def late_regressions(val_acc: np.ndarray, epochs: np.ndarray | None = None) -> int:
+    """Validations in the second half of training (epoch > E/2, E the last epoch) whose accuracy
+    fell below the previous validation's. ``epochs`` defaults to 1, 2, ..."""
+    val_acc = np.asarray(val_acc, dtype=float)
+    epochs = np.arange(1, len(val_acc) + 1) if epochs is None else np.asarray(epochs)
     drops = np.diff(val_acc, prepend=val_acc[:1]) < 0
-    return int(np.sum(drops & (epochs > n / 2)))
+    return int(np.sum(drops & (epochs > epochs[-1] / 2)))
 
 
-def epochs_to_peak(val_acc: np.ndarray, tolerance: float = PEAK_TOLERANCE) -> int:
-    """The first epoch (1-based) whose accuracy is within ``tolerance`` of the best."""
-    return int(np.argmax(val_acc >= val_acc.max() - tolerance)) + 1
+def epochs_to_peak(
+    val_acc: np.ndarray, epochs: np.ndarray | None = None, tolerance: float = PEAK_TOLERANCE
+) -> int:
+    """The first epoch whose accuracy is within ``tolerance`` of the best."""
+    val_acc = np.asarray(val_acc, dtype=float)
+    epochs = np.arange(1, len(val_acc) + 1) if epochs is None else np.asarray(epochs)
+    return int(epochs[np.argmax(val_acc >= val_acc.max() - tolerance)])
 
 
 def per_run(epochs: pd.DataFrame) -> pd.DataFrame:
@@ -83,6 +88,7 @@ def per_run(epochs: pd.DataFrame) -> pd.DataFrame:
         ["run_id", "schedule", "seed"], sort=False
     ):
         acc = curve["val_acc"].to_numpy(dtype=float)
+        epoch = curve["epoch"].to_numpy()
         rows.append(
             {
                 "run_id": run_id,
@@ -92,8 +98,8 @@ def per_run(epochs: pd.DataFrame) -> pd.DataFrame:
                 "final_val_acc": acc[-1],
                 "best_val_acc": acc.max(),
                 "best_minus_final": acc.max() - acc[-1],
-                "late_regressions": late_regressions(acc),
-                "epochs_to_peak": epochs_to_peak(acc),
+                "late_regressions": late_regressions(acc, epoch),
+                "epochs_to_peak": epochs_to_peak(acc, epoch),
             }
         )
     return pd.DataFrame(
@@ -196,3 +202,46 @@ def stability_table(epochs: pd.DataFrame, preferred: Iterable[str] = ()) -> pd.D
             }
         )
     return pd.DataFrame(rows, columns=STABILITY_COLUMNS)
+
+
+# Params that are expected to differ between the runs of one comparison.
+_PER_RUN = ("seed", "run_name")
+_NOT_SETTINGS = ("tracking.", "report.", "schedule.")
+
+
+def pooling_warnings(runs: pd.DataFrame) -> list[str]:
+    """What makes pooling these finished runs questionable: the same schedule, seed and settings
+    run more than once (repeats count as extra samples and narrow the intervals), or runs whose
+    settings differ (other than the schedule and its knobs, or a schedule's knobs between its
+    own runs). ``runs`` needs ``schedule, seed, status, params`` (a dict per run)."""
+    finished = runs[runs["status"] == "FINISHED"]
+    if finished.empty:
+        return []
+    params = pd.DataFrame(list(finished["params"]), index=finished.index).astype(str)
+    settings = params.drop(columns=[c for c in _PER_RUN if c in params], errors="ignore")
+    warnings = []
+
+    repeats = int(settings.assign(seed=finished["seed"]).duplicated().sum())
+    if repeats:
+        warnings.append(
+            f"{repeats} run(s) repeat the schedule, seed and settings of another run; each "
+            "counts as a separate sample, which narrows the intervals"
+        )
+
+    shared = [c for c in settings if not c.startswith(_NOT_SETTINGS)]
+    differ = [c for c in shared if settings[c].nunique(dropna=False) > 1]
+    knobs = [c for c in settings if c.startswith("schedule.")]
+    knobs_differ = sorted(
+        {
+            c
+            for _, group in settings.groupby(finished["schedule"])
+            for c in knobs
+            if group[c].nunique(dropna=True) > 1
+        }
+    )
+    if differ or knobs_differ:
+        warnings.append(
+            "runs with different settings are pooled; they differ in "
+            + ", ".join(sorted(differ) + knobs_differ)
+        )
+    return warnings

@@ -7,6 +7,7 @@ options (``schedule=``, ``optimizer=``, ...) are checked by Hydra when it compos
 
 from __future__ import annotations
 
+import inspect
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -43,6 +44,11 @@ COUNT: Rule = (lambda x: _integer(x) and x >= 1, "an integer >= 1")
 SEED: Rule = (lambda x: _integer(x) and x >= 0, "an integer >= 0")
 BOOLEAN: Rule = (lambda x: isinstance(x, bool), "true or false")
 NAME: Rule = (lambda x: isinstance(x, str) and x.strip() != "", "a non-empty string")
+FOLDER_NAME: Rule = (
+    lambda x: NAME[0](x) and x not in (".", "..") and not any(c in x for c in "/\\"),
+    "a non-empty name without '/' or '\\', not '.' or '..' (it names a report folder)",
+)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MILESTONES: Rule = (
     lambda x: (
         isinstance(x, list | tuple)
@@ -62,7 +68,7 @@ BETAS: Rule = (
 REQUIRED: dict[str, Rule] = {
     "seed": SEED,
     "run_name": NAME,
-    "tracking.experiment": NAME,
+    "tracking.experiment": FOLDER_NAME,
     "optimizer.lr": POSITIVE,
     "optimizer.weight_decay": NON_NEGATIVE,
     "trainer.max_epochs": COUNT,
@@ -139,8 +145,75 @@ def problems(cfg: Mapping[str, Any]) -> list[str]:
     return [p for p in found if p is not None]
 
 
+# Keys Hydra reads itself when it instantiates a ``_target_`` node.
+_HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
+
+
+def _accepted(target: Callable, skip: int = 0) -> tuple[list[str], bool]:
+    """The keyword parameters ``target`` accepts, and whether it takes ``**kwargs`` too."""
+    params = list(inspect.signature(target).parameters.values())[skip:]
+    names = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return names, any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def _unknown_arguments(field: str, keys: list[str], target: Callable, label: str, skip=0):
+    names, open_ended = _accepted(target, skip)
+    if open_ended:
+        return []
+    return [
+        f"{field}.{key}: not an argument of {label}; allowed: {', '.join(names)}"
+        for key in keys
+        if key not in names and key not in _HYDRA_KEYS
+    ]
+
+
+def argument_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Keys that the class a config node builds would reject: arguments of each ``_target_``
+    (data, model, optimizer) and of ``pytorch_lightning.Trainer``; and an accelerator that this
+    machine does not have. Imports those classes (torch, Lightning) to read their signatures."""
+    from hydra.utils import get_object
+
+    found = []
+    for field in ("data", "model", "optimizer"):
+        node = cfg.get(field)
+        if not isinstance(node, Mapping) or "_target_" not in node:
+            continue
+        try:
+            target = get_object(node["_target_"])
+        except Exception as e:
+            found.append(f"{field}._target_: cannot import {node['_target_']!r} ({e})")
+            continue
+        found += _unknown_arguments(field, list(node), target, node["_target_"])
+
+    trainer = cfg.get("trainer")
+    if isinstance(trainer, Mapping):
+        import pytorch_lightning as pl
+        import torch
+
+        found += _unknown_arguments(
+            "trainer", list(trainer), pl.Trainer.__init__, "pytorch_lightning.Trainer", skip=1
+        )
+        accelerator = trainer.get("accelerator", "auto")
+        if accelerator not in ACCELERATORS:
+            found.append(
+                f"trainer.accelerator: got {accelerator!r}; allowed: {', '.join(ACCELERATORS)}"
+            )
+        elif accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            found.append(
+                f"trainer.accelerator: got {accelerator!r} but this machine has no CUDA GPU; "
+                "allowed here: auto, cpu"
+            )
+        elif accelerator == "mps" and not torch.backends.mps.is_available():
+            found.append(
+                "trainer.accelerator: got 'mps' but MPS is not available here; "
+                "allowed here: auto, cpu"
+            )
+    return found
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` naming every invalid field of ``cfg``."""
+    """Raise ``ConfigError`` naming every invalid field of ``cfg`` (values and arguments)."""
     found = problems(cfg)
+    found += argument_problems(cfg)
     if found:
         raise ConfigError(found)

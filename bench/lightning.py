@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -75,35 +76,43 @@ class Classifier(pl.LightningModule):
 
 
 class MlflowRecorder(Callback):
-    """Feeds a run's metrics to its ``RunRecorder``: ``lr`` and ``train_loss`` per optimizer step
-    (flushed once per epoch), ``val_acc``/``val_loss`` per epoch, ``test_acc`` at the end."""
+    """Feeds a run's metrics to its ``RunRecorder``.
+
+    Per optimizer step (step = 0-based optimizer step; buffered, written once per epoch):
+    ``lr``, the LR the step used, and ``train_loss_step``, the loss of the batch that stepped.
+    Per epoch (step = epoch number, 1 after the first epoch): ``train_loss``, the mean batch loss
+    of the epoch, ``val_acc`` and ``val_loss``. At the end: ``test_acc``.
+    """
 
     def __init__(self, recorder: RunRecorder):
         self.recorder = recorder
-        self._steps: dict[int, dict[str, float]] = {}
+        self._step_before = 0
+        self._lr = 0.0
+        self._epoch_losses: list[float] = []
 
     def on_fit_start(self, trainer, pl_module):
-        steps_per_epoch = trainer.num_training_batches // trainer.accumulate_grad_batches
+        # Lightning also steps on the last, partial accumulation window of an epoch.
+        steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
         self.recorder.log_params(
             {"total_steps": pl_module.total_steps, "steps_per_epoch": steps_per_epoch}
         )
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        # The LR this batch's optimizer step will use, keyed by the 0-based optimizer step.
-        lr = trainer.optimizers[0].param_groups[0]["lr"]
-        self._steps.setdefault(trainer.global_step, {})["lr"] = lr
+        self._step_before = trainer.global_step
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        # global_step now counts the step just taken; with gradient accumulation the loss of the
-        # last batch before a step stands for that step.
-        loss = trainer.callback_metrics.get("train_loss")
-        if loss is not None and trainer.global_step > 0:
-            self._steps.setdefault(trainer.global_step - 1, {})["train_loss"] = float(loss)
+        loss = float(trainer.callback_metrics["train_loss"])
+        self._epoch_losses.append(loss)
+        if trainer.global_step > self._step_before:  # this batch took an optimizer step
+            step = self._step_before
+            self.recorder.add({"lr": self._lr, "train_loss_step": loss}, step=step)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        for step, metrics in sorted(self._steps.items()):
-            self.recorder.add(metrics, step=step)
-        self._steps.clear()
+        if self._epoch_losses:
+            mean = sum(self._epoch_losses) / len(self._epoch_losses)
+            self.recorder.add({"train_loss": mean}, step=trainer.current_epoch + 1)
+        self._epoch_losses.clear()
         self.recorder.flush()
 
     def on_validation_epoch_end(self, trainer, pl_module):

@@ -34,6 +34,7 @@ class Report:
     stability: pd.DataFrame
     n_finished: int
     n_unfinished: int
+    warnings: list[str]
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -56,10 +57,12 @@ def _readme(
     n_finished = len(data.finished)
     scope = f"sweep `{sweep}`" if sweep else "all sweeps"
     made_by = f" (made by `{command}`)" if command else ""
+    warnings = "".join(f"\n> **Warning:** {w}.\n" for w in analysis.pooling_warnings(data.runs))
     return f"""# Report: {data.experiment}
 
 MLflow experiment `{data.experiment}`, {scope}{made_by}: {n_finished} finished runs,
 {len(data.runs) - n_finished} not finished (failed, killed or still running; left out below).
+{warnings}
 Accuracies are in percentage points; the CSV files hold the same tables as fractions.
 Column definitions are in the project README under "The report".
 
@@ -125,7 +128,8 @@ def write(
         if staging.exists():
             shutil.rmtree(staging)
     n_finished = len(data.finished)
-    return Report(folder, acc, stab, n_finished, len(data.runs) - n_finished)
+    warnings = analysis.pooling_warnings(data.runs)
+    return Report(folder, acc, stab, n_finished, len(data.runs) - n_finished, warnings)
 
 
 def _interval(mean: float, low: float, high: float, signed: bool = False) -> str:
@@ -185,6 +189,8 @@ def print_tables(report: Report, file=None) -> None:
     print(acc.to_markdown(index=False, tablefmt="simple", disable_numparse=True), file=file)
     print("\nStability", file=file)
     print(stab.to_markdown(index=False, tablefmt="simple", floatfmt=".2f"), file=file)
+    for warning in report.warnings:
+        print(f"\nWarning: {warning}.", file=file)
     print(f"\nReport written to {report.folder}", file=file)
 
 
@@ -208,18 +214,23 @@ def parser() -> argparse.ArgumentParser:
         "experiment from the MLflow store.",
         epilog="Writes <results>/<experiment>/: accuracy.csv/.md, stability.csv/.md, "
         "val_acc_curves, lr_traces and final_acc_per_seed as .png and .svg, and a README.md "
-        "that shows them together. With --sweep the files are also logged to that sweep's "
-        "parent run in MLflow.",
+        "that shows them together. A sweep's report is also logged to the sweep's parent run "
+        "in MLflow.",
     )
     p.add_argument(
         "--experiment", default="digits", help="MLflow experiment to report (default: digits)"
     )
-    p.add_argument(
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
         "--sweep",
-        default=None,
+        default="latest",
         metavar="RUN_ID|latest",
-        help="only the runs of this sweep (its parent run id, or 'latest'); "
-        "default: every run of the experiment",
+        help="the sweep to report: its parent run id, or 'latest' (the default)",
+    )
+    scope.add_argument(
+        "--all",
+        action="store_true",
+        help="pool every run of the experiment, from all its sweeps and single runs",
     )
     p.add_argument(
         "--results",
@@ -243,9 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench-report: no MLflow store at {uri}; run `bench` here first", file=sys.stderr)
         return 2
     try:
-        sweep = (
-            tracking.latest_sweep(uri, args.experiment) if args.sweep == "latest" else args.sweep
-        )
+        if args.all:
+            sweep = None
+        elif args.sweep == "latest":
+            sweep = tracking.latest_sweep(uri, args.experiment)
+        else:
+            sweep = tracking.check_sweep(uri, args.experiment, args.sweep)
         report = make(uri, args.experiment, args.results, sweep=sweep)
     except LookupError as e:
         print(f"bench-report: {e.args[0]}", file=sys.stderr)

@@ -51,8 +51,9 @@ def restart_starts(T: int, cycles: int, cycle_mult: float) -> list[int]:
     if cycle_mult == 1:
         fractions = [i / cycles for i in range(cycles + 1)]
     else:
-        total = cycle_mult**cycles - 1
-        fractions = [(cycle_mult**i - 1) / total for i in range(cycles + 1)]
+        # (m^i - 1) / (m^C - 1), written with negative powers so that no power overflows.
+        m, C = float(cycle_mult), cycles
+        fractions = [(m ** (i - C) - m**-C) / (1 - m**-C) for i in range(C + 1)]
     return [round(f * T) for f in fractions]
 
 

@@ -6,13 +6,15 @@ Layout of the store:
 - one parent run per sweep (tag ``bench.kind=sweep``), its runs nested under it through the
   ``mlflow.parentRunId`` tag (tag ``bench.kind=run``);
 - each run holds the flattened config as params plus ``total_steps`` and ``steps_per_epoch``, tags
-  ``schedule`` and ``seed``, the metrics ``lr`` and ``train_loss`` at every optimizer step (step =
-  0-based optimizer step), ``val_acc`` and ``val_loss`` once per epoch (step = epoch number, 1 after
-  the first epoch), ``test_acc`` once at the end, and the resolved config as ``config.yaml``.
+  ``schedule`` and ``seed``, the metrics ``lr`` and ``train_loss_step`` at every optimizer step
+  (step = 0-based optimizer step), ``train_loss``, ``val_acc`` and ``val_loss`` once per epoch
+  (step = epoch number, 1 after the first epoch), ``test_acc`` once at the end, and the resolved
+  config as ``config.yaml``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -32,15 +34,14 @@ EPOCH_METRICS = ("val_acc", "val_loss")
 
 
 def resolve_uri(uri: str | None = None, cwd: str | os.PathLike | None = None) -> str:
-    """The tracking URI: ``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else an absolute
-    ``sqlite:///<cwd>/mlflow.db`` (so that a job running in another folder writes to the same
-    store)."""
-    if uri:
-        return uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    path = Path(cwd or os.getcwd()).resolve() / "mlflow.db"
-    return f"sqlite:///{path}"
+    """The tracking URI: ``uri`` if given, else ``$MLFLOW_TRACKING_URI``, else
+    ``sqlite:///<cwd>/mlflow.db``. A SQLite file is made absolute against ``cwd`` (so that a job
+    running in another folder writes to the same store)."""
+    base = Path(cwd or os.getcwd()).resolve()
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{base / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{base / uri.removeprefix('sqlite:///')}"  # a relative file: anchor it
+    return uri
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -73,11 +74,15 @@ def ensure_experiment(uri: str, name: str) -> str:
         return experiment.experiment_id
 
 
-def start_sweep(uri: str, experiment_id: str, name: str, params: Mapping[str, Any]) -> str:
-    """Create a sweep's parent run; returns its id."""
+def start_sweep(
+    uri: str, experiment_id: str, name: str, params: Mapping[str, Any], grid: list[list[str]]
+) -> str:
+    """Create a sweep's parent run, with the overrides of each of its runs as ``grid.json``;
+    returns its id."""
     client = MlflowClient(uri)
     run = client.create_run(experiment_id, run_name=name, tags={KIND_TAG: "sweep"})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    client.log_text(run.info.run_id, json.dumps(grid, indent=1), "grid.json")
     return run.info.run_id
 
 
@@ -150,7 +155,8 @@ class RunRecorder:
 class Runs:
     """Tidy frames of one experiment's runs.
 
-    ``runs``: one row per run (``run_id, run_name, status, schedule, seed, sweep, test_acc``);
+    ``runs``: one row per run (``run_id, run_name, status, schedule, seed, sweep, test_acc``, and
+    ``params``, the run's MLflow params as a dict);
     ``epochs``: finished runs' ``val_acc`` and ``val_loss`` per epoch
     (``run_id, schedule, seed, epoch, val_acc, val_loss``);
     ``lr``: finished runs' learning rate per optimizer step (``run_id, schedule, seed, step, lr``).
@@ -210,6 +216,22 @@ def latest_sweep(uri: str, experiment: str) -> str:
     return found[0].info.run_id
 
 
+def check_sweep(uri: str, experiment: str, run_id: str) -> str:
+    """``run_id`` if it is a sweep's parent run in ``experiment``; else LookupError."""
+    client = MlflowClient(uri)
+    experiment_id = _experiment_id(client, uri, experiment)
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{KIND_TAG}` = 'sweep' and attributes.run_id = '{run_id}'",
+    )
+    if not found:
+        raise LookupError(
+            f"no sweep {run_id!r} in experiment {experiment!r}: give the id of a sweep's parent "
+            "run (the runs named sweep-<date>-<time> in MLflow), or 'latest'"
+        )
+    return run_id
+
+
 def run_params(uri: str, run_id: str) -> dict[str, str]:
     return dict(MlflowClient(uri).get_run(run_id).data.params)
 
@@ -256,6 +278,7 @@ def load_runs(uri: str, experiment: str, sweep: str | None = None) -> Runs:
                 "seed": seed,
                 "sweep": run.data.tags.get(PARENT_TAG, ""),
                 "test_acc": run.data.metrics.get("test_acc", float("nan")),
+                "params": dict(run.data.params),
             }
         )
         if status != RunStatus.to_string(RunStatus.FINISHED):
@@ -275,7 +298,17 @@ def load_runs(uri: str, experiment: str, sweep: str | None = None) -> Runs:
     return Runs(
         experiment=experiment,
         runs=pd.DataFrame(
-            rows, columns=["run_id", "run_name", "status", "schedule", "seed", "sweep", "test_acc"]
+            rows,
+            columns=[
+                "run_id",
+                "run_name",
+                "status",
+                "schedule",
+                "seed",
+                "sweep",
+                "test_acc",
+                "params",
+            ],
         ),
         epochs=pd.DataFrame(
             epochs, columns=["run_id", "schedule", "seed", "epoch", *EPOCH_METRICS]

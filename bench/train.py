@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
@@ -127,7 +128,7 @@ def train(
         trainer.test(module, datamodule=datamodule, verbose=False)
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
         recorder.finish("FINISHED")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit
         recorder.finish("KILLED", error="interrupted")
         raise
     except BaseException as e:
@@ -156,6 +157,10 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
     except Exception:
         log.exception("%s failed; the sweep goes on", label)
         return None
+    except BaseException:  # interrupted: the sweep stops here
+        tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, "KILLED")
+        print(f"\n{label} interrupted: the run and its sweep are marked KILLED.", file=sys.stderr)
+        raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +181,8 @@ def grid(config: DictConfig) -> list[list[str]]:
     params = config.hydra.sweeper.get("params") or {}
     arguments = [f"{k}={v}" for k, v in params.items()]
     arguments += list(config.hydra.overrides.task)
-    overrides = OverridesParser.create().parse_overrides(arguments)
+    loader = GlobalHydra.instance().config_loader()  # glob() sweeps need it to list options
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
@@ -186,7 +192,7 @@ def _check_all(configs: list[tuple[str, DictConfig]]) -> list[dict[str, Any]]:
     for label, cfg in configs:
         try:
             plain = run_config(cfg)
-            problems = bench_config.problems(plain)
+            problems = bench_config.problems(plain) + bench_config.argument_problems(plain)
         except Exception as e:  # an interpolation that cannot resolve, say
             plain, problems = None, [str(e).splitlines()[0]]
         for problem in problems:
@@ -229,6 +235,12 @@ class SweepCallback(Callback):
         sweeper = config.hydra.sweeper.get("_target_", "")
         if not sweeper.endswith("BasicSweeper"):
             return  # other sweepers choose their points as they go; each job checks its own
+        try:
+            self._start(config)
+        except Exception as e:  # Hydra would only warn and run the jobs anyway
+            _abort(f"could not set up the sweep, nothing was run: {type(e).__name__}: {e}")
+
+    def _start(self, config: DictConfig) -> None:
         jobs = grid(config)
         config_name = config.hydra.job.config_name
         composed = []
@@ -237,9 +249,7 @@ class SweepCallback(Callback):
                 composed.append(
                     (" ".join(job), hydra.compose(config_name=config_name, overrides=job))
                 )
-            except (
-                Exception
-            ) as e:  # an unknown group option, say: Hydra's message lists the options
+            except Exception as e:  # an unknown group option: Hydra's message lists the options
                 _abort(f"cannot compose the run [{' '.join(job)}], nothing was run:\n{e}")
         plains = _check_all(composed)
 
@@ -258,12 +268,8 @@ class SweepCallback(Callback):
             uri,
             experiment_id,
             name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
-            params={
-                "command": command_line(),
-                "grid": json.dumps(jobs),
-                "n_runs": len(jobs),
-                "sweep_dir": str(sweep_dir),
-            },
+            params={"command": command_line(), "n_runs": len(jobs), "sweep_dir": str(sweep_dir)},
+            grid=jobs,
         )
         Sweep(uri, experiment_id, experiment, parent, len(jobs)).save(sweep_dir)
         log.info(

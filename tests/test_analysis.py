@@ -63,6 +63,18 @@ def test_epochs_to_peak_is_first_epoch_near_the_best():
     assert analysis.epochs_to_peak(np.array([0.5, 0.8, 0.9]), tolerance=0.2) == 2
 
 
+def test_epoch_numbers_count_when_validation_skips_epochs():
+    # validated every second epoch of 8
+    epochs, acc = np.array([2, 4, 6, 8]), np.array([0.5, 0.9, 0.85, 0.8])
+    assert analysis.epochs_to_peak(acc, epochs) == 4
+    assert analysis.late_regressions(acc, epochs) == 2  # epochs 6 and 8, both past 8 / 2
+    # validated at epochs 1, 2, 3 and 10: the drop at epoch 3 is early (3 <= 10 / 2),
+    # although it is the third of four points
+    irregular, acc = np.array([1, 2, 3, 10]), np.array([0.5, 0.6, 0.55, 0.7])
+    assert analysis.late_regressions(acc, irregular) == 0
+    assert analysis.late_regressions(acc) == 1
+
+
 def test_accuracy_table_matches_t_intervals(frames):
     runs, epochs = frames
     table = analysis.accuracy_table(runs, epochs).set_index("schedule")
@@ -126,4 +138,48 @@ def test_order_puts_baseline_then_preferred_then_the_rest():
         "cosine",
         "alpha",
         "zeta",
+    ]
+
+
+def pooled(*runs):
+    """Finished runs from (schedule, seed, extra params) triples."""
+    rows = []
+    for i, (schedule, seed, extra) in enumerate(runs):
+        knobs = {"schedule.gamma": "0.1"} if schedule == "step" else {"schedule.power": "1.0"}
+        params = {"seed": str(seed), "run_name": f"{schedule}-seed{seed}", "optimizer.lr": "0.05"}
+        params |= {"schedule.name": schedule, **knobs, **extra}
+        rows.append(
+            {
+                "run_id": f"r{i}",
+                "schedule": schedule,
+                "seed": seed,
+                "status": "FINISHED",
+                "params": params,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def test_one_clean_sweep_pools_without_warnings():
+    runs = pooled(("step", 0, {}), ("step", 1, {}), ("polynomial", 0, {}), ("polynomial", 1, {}))
+    assert analysis.pooling_warnings(runs) == []
+
+
+def test_repeated_runs_are_flagged():
+    runs = pooled(("step", 0, {}), ("step", 0, {}), ("step", 1, {}))
+    assert analysis.pooling_warnings(runs) == [
+        "1 run(s) repeat the schedule, seed and settings of another run; each counts as a "
+        "separate sample, which narrows the intervals"
+    ]
+
+
+def test_different_settings_are_named():
+    runs = pooled(
+        ("step", 0, {}),
+        ("step", 1, {"optimizer.lr": "0.1"}),
+        ("step", 2, {"schedule.gamma": "0.5"}),
+        ("polynomial", 0, {}),
+    )
+    assert analysis.pooling_warnings(runs) == [
+        "runs with different settings are pooled; they differ in optimizer.lr, schedule.gamma"
     ]

@@ -1,6 +1,8 @@
 """The real applications end to end: Hydra multirun -> Lightning -> MLflow (SQLite) -> report."""
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -87,14 +89,14 @@ def test_lr_trace_equals_the_schedule_at_every_step(sweep):
         assert [m.value for m in history] == pytest.approx(
             [expected(t, total) for t in range(total)]
         )
-        losses = client.get_metric_history(r.info.run_id, "train_loss")
+        losses = client.get_metric_history(r.info.run_id, "train_loss_step")
         assert sorted(m.step for m in losses) == list(range(total))
 
 
 def test_one_val_point_per_epoch_and_a_test_accuracy(sweep):
     _, _, _, client, runs = sweep
     for r in children(runs):
-        for key in ("val_acc", "val_loss"):
+        for key in ("val_acc", "val_loss", "train_loss"):
             history = client.get_metric_history(r.info.run_id, key)
             assert sorted(m.step for m in history) == [1, 2]
         assert all(0 <= m.value <= 1 for m in client.get_metric_history(r.info.run_id, "val_acc"))
@@ -192,3 +194,66 @@ def test_parallel_jobs_share_one_store_and_parent(tmp_path):
     assert {r.data.tags["mlflow.parentRunId"] for r in kids} == {parent.info.run_id}
     assert {r.info.status for r in kids} == {"FINISHED"}
     assert [p.name for p in tmp_path.rglob("mlflow.db")] == ["mlflow.db"]
+
+
+def test_report_defaults_to_the_latest_sweep_and_pools_on_request(sweep, tmp_path):
+    root, _, _, _, _ = sweep
+    shutil.copy(root / "mlflow.db", tmp_path / "mlflow.db")
+    shutil.copytree(root / "mlruns", tmp_path / "mlruns")
+    # A second sweep repeats one run of the first exactly.
+    again = run(
+        "bench-train",
+        "-m",
+        "schedule=constant",
+        "seed=0",
+        "trainer.max_epochs=2",
+        "schedule.warmup_fraction=0.1",
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+
+    latest = run("bench-report", cwd=tmp_path)
+    assert latest.returncode == 0, latest.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "results" / "digits" / "accuracy.csv")
+    assert table[["schedule", "n_runs"]].values.tolist() == [["constant", 1]]
+    assert "Warning" not in latest.stdout
+
+    pooled = run("bench-report", "--all", cwd=tmp_path)
+    assert pooled.returncode == 0, pooled.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "results" / "digits" / "accuracy.csv")
+    assert table[["schedule", "n_runs"]].values.tolist() == [["constant", 2], ["cosine", 1]]
+    assert "1 run(s) repeat the schedule, seed and settings of another run" in pooled.stdout
+    readme = (tmp_path / "results" / "digits" / "README.md").read_text()
+    assert "all sweeps" in readme and "**Warning:** 1 run(s) repeat" in readme
+
+    unknown = run("bench-report", "--sweep", "deadbeef", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "no sweep 'deadbeef' in experiment 'digits'" in unknown.stderr
+
+
+def test_interrupted_sweep_marks_run_and_parent_killed(tmp_path):
+    proc = subprocess.Popen(
+        [str(BIN / "bench-train"), "-m", "schedule=constant,cosine", "trainer.max_epochs=1000"],
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if "epoch 3/1000" in line:
+                proc.send_signal(signal.SIGINT)  # Ctrl-C
+                break
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "interrupted: the run and its sweep are marked KILLED" in output
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
+    status = {r.info.run_name: r.info.status for r in runs}
+    assert status.pop("constant-seed0") == "KILLED"
+    assert "cosine-seed0" not in status  # the sweep stopped
+    assert list(status.values()) == ["KILLED"]  # the parent

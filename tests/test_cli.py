@@ -55,6 +55,33 @@ def run(cmd, *args, cwd):
             ["Could not find 'optimizer/lion'", "adamw", "sgd"],
         ),
         (
+            "bench",
+            ["schedule=glob(*,exclude=step)", "trainer.max_epochs=0"],
+            2,
+            ["trainer.max_epochs: got 0; allowed: an integer >= 1", "[schedule=constant"],
+        ),
+        (
+            "bench-train",
+            ["optimizer=adamw", "+optimizer.momentum=0.9"],
+            2,
+            ["optimizer.momentum: not an argument of torch.optim.AdamW; allowed: params, lr"],
+        ),
+        (
+            "bench-train",
+            ["+trainer.max_epoch=3", "trainer.accelerator=tpu"],
+            2,
+            [
+                "trainer.max_epoch: not an argument of pytorch_lightning.Trainer; allowed: ",
+                "trainer.accelerator: got 'tpu'; allowed: auto, cpu, gpu, cuda, mps",
+            ],
+        ),
+        (
+            "bench",
+            ["tracking.experiment=.."],
+            2,
+            ["tracking.experiment: got '..'; allowed: a non-empty name without '/'"],
+        ),
+        (
             "bench-train",
             ["optimizer.lrr=0.1"],
             2,
@@ -113,3 +140,14 @@ def test_report_without_a_store_says_so(tmp_path):
     result = run("bench-report", cwd=tmp_path)
     assert result.returncode == 2
     assert "no MLflow store at sqlite:///" in result.stderr
+
+
+def test_gpu_asked_for_on_a_machine_without_one(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run("bench-train", "trainer.accelerator=gpu", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "trainer.accelerator: got 'gpu' but this machine has no CUDA GPU" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -91,3 +91,15 @@ def test_validate_lists_every_problem(default):
         validate(with_(default, optimizer__lr=0, seed=-2))
     assert len(err.value.problems) == 2
     assert "optimizer.lr: got 0" in str(err.value) and "seed: got -2" in str(err.value)
+
+
+def test_tracking_uri_is_anchored_in_the_launch_folder(tmp_path, monkeypatch):
+    from bench.tracking import resolve_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert resolve_uri(None, cwd=tmp_path) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert resolve_uri("sqlite:///runs/x.db", cwd=tmp_path) == f"sqlite:///{tmp_path}/runs/x.db"
+    assert resolve_uri("sqlite:////abs/x.db", cwd=tmp_path) == "sqlite:////abs/x.db"
+    assert resolve_uri("http://server:5000", cwd=tmp_path) == "http://server:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
+    assert resolve_uri(None, cwd=tmp_path) == f"sqlite:///{tmp_path / 'env.db'}"

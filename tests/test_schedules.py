@@ -151,3 +151,10 @@ def test_unknown_schedule_and_knob_are_named():
 def test_no_steps_is_an_error():
     with pytest.raises(ValueError, match="at least one optimizer step"):
         schedules.make("cosine", base=BASE)(0, 0)
+
+
+def test_many_restart_cycles_do_not_overflow():
+    starts = schedules.restart_starts(100, cycles=2000, cycle_mult=2.0)
+    assert starts[0] == 0 and starts[-1] == 100 and starts == sorted(starts)
+    trace = bench_trace("cosine_restarts", 100, cycles=2000)
+    assert all(0 <= lr <= BASE for lr in trace)

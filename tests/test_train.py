@@ -37,7 +37,7 @@ def test_same_seed_same_run_on_cpu(store):
     train(cfg)
     train(cfg)
     train(compose_run("trainer.max_epochs=2", "seed=4", "trainer.accelerator=cpu"))
-    first, again, other = histories(store, "train_loss")
+    first, again, other = histories(store, "train_loss_step")
     assert first == again
     assert first != other
     assert histories(store, "val_acc")[0] == histories(store, "val_acc")[1]
@@ -50,6 +50,8 @@ def test_same_seed_same_run_on_cpu(store):
         (["data.batch_size=64"], 18),
         (["data.batch_size=100"], 12),
         (["data.batch_size=64", "+trainer.accumulate_grad_batches=2"], 9),
+        # 18 batches in windows of 4: Lightning also steps on the last, partial window
+        (["data.batch_size=64", "+trainer.accumulate_grad_batches=4"], 5),
     ],
 )
 def test_schedule_length_is_the_real_number_of_optimizer_steps(store, overrides, steps_per_epoch):
@@ -60,6 +62,9 @@ def test_schedule_length_is_the_real_number_of_optimizer_steps(store, overrides,
     assert int(run.data.params["total_steps"]) == 2 * steps_per_epoch
     lr = sorted(store.get_metric_history(run.info.run_id, "lr"), key=lambda m: m.step)
     assert [m.step for m in lr] == list(range(2 * steps_per_epoch))
+    losses = store.get_metric_history(run.info.run_id, "train_loss_step")
+    assert sorted(m.step for m in losses) == list(range(2 * steps_per_epoch))
+    assert [m.step for m in store.get_metric_history(run.info.run_id, "train_loss")] == [1, 2]
     # Linear decay to zero over exactly those steps: the last step is one step's worth above 0.
     assert lr[-1].value == pytest.approx(0.05 / (2 * steps_per_epoch))
 
