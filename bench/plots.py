@@ -83,8 +83,17 @@ def final_acc_per_seed(per_run: pd.DataFrame, schedules: list[str]) -> plt.Figur
         final_val_acc=per_run["final_val_acc"] * 100, seed=per_run["seed"].astype(str)
     )
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    # Seeds side by side (dodge) rather than randomly jittered, so the figure is reproducible.
     sns.stripplot(
-        data=data, x="schedule", y="final_val_acc", hue="seed", order=schedules, size=7, ax=ax
+        data=data,
+        x="schedule",
+        y="final_val_acc",
+        hue="seed",
+        order=schedules,
+        dodge=True,
+        jitter=False,
+        size=7,
+        ax=ax,
     )
     sns.pointplot(
         data=data,
@@ -100,5 +109,5 @@ def final_acc_per_seed(per_run: pd.DataFrame, schedules: list[str]) -> plt.Figur
     )
     ax.set(xlabel="schedule", ylabel="final validation accuracy (%)")
     ax.set_title("Final validation accuracy per seed (bar: mean)")
-    ax.legend(title="seed", loc="lower right")
+    ax.legend(title="seed", loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig

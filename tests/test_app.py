@@ -125,6 +125,19 @@ def test_report_files_match_mlflow(sweep):
     assert "final val acc" in report.stdout and "cosine" in report.stdout
 
 
+def test_report_regenerates_byte_for_byte(sweep, tmp_path):
+    from bench import report
+
+    root, _, _, _, _ = sweep
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    first = report.make(uri, "digits", tmp_path / "a").folder
+    second = report.make(uri, "digits", tmp_path / "b").folder
+    files = sorted(p.name for p in first.iterdir())
+    assert files == sorted(p.name for p in second.iterdir()) and len(files) == 11
+    for name in files:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
 def test_report_is_logged_to_the_sweep_parent(sweep):
     _, _, _, client, runs = sweep
     parent = next(r for r in runs if r.data.tags.get("bench.kind") == "sweep")
