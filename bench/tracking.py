@@ -14,10 +14,15 @@ Layout of the store:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +31,57 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, ViewType
 from mlflow.tracking import MlflowClient
 
+log = logging.getLogger("bench")
+
 KIND_TAG = "bench.kind"
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "bench.error"
 OVERRIDES_TAG = "bench.overrides"
 EPOCH_METRICS = ("val_acc", "val_loss")
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals never land inside a store call
+#
+# Ctrl-C (SIGINT) or SIGTERM raised in the middle of a SQLAlchemy transaction can leave the
+# transaction open and SQLite's lock held, so that the next write (marking the run KILLED) fails
+# with "database is locked". Every function here that touches the store therefore holds these
+# signals back while it runs and delivers them, to whatever handler was there, once the call is
+# over.
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them. Nests; does nothing
+    outside the main thread (where Python runs no signal handler anyway)."""
+    if threading.current_thread() is not threading.main_thread() or getattr(_held, "on", False):
+        yield
+        return
+    received: list[int] = []
+    previous = {s: signal.getsignal(s) for s in _DEFERRED}
+    for s in _DEFERRED:
+        signal.signal(s, lambda signum, frame: received.append(signum))
+    _held.on = True
+    try:
+        yield
+    finally:
+        _held.on = False
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        for s in received:
+            signal.raise_signal(s)
+
+
+def _store_call(function: Callable) -> Callable:
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with signals_deferred():
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 def resolve_uri(uri: str | None = None, cwd: str | os.PathLike | None = None) -> str:
@@ -56,6 +107,7 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+@_store_call
 def ensure_experiment(uri: str, name: str) -> str:
     """The id of experiment ``name``, created (with the store itself) if it does not exist yet."""
     client = MlflowClient(uri)
@@ -74,6 +126,7 @@ def ensure_experiment(uri: str, name: str) -> str:
         return experiment.experiment_id
 
 
+@_store_call
 def start_sweep(
     uri: str, experiment_id: str, name: str, params: Mapping[str, Any], grid: list[list[str]]
 ) -> str:
@@ -86,10 +139,12 @@ def start_sweep(
     return run.info.run_id
 
 
+@_store_call
 def end_run(uri: str, run_id: str, status: str = "FINISHED") -> None:
     MlflowClient(uri).set_terminated(run_id, status=status)
 
 
+@_store_call
 def log_artifacts(uri: str, run_id: str, folder: str | os.PathLike) -> None:
     MlflowClient(uri).log_artifacts(run_id, str(folder))
 
@@ -109,22 +164,29 @@ class RunRecorder:
         all_tags = {KIND_TAG: "run", **tags}
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
-        self.run_id = self.client.create_run(
-            experiment_id, run_name=run_name, tags=all_tags
-        ).info.run_id
+        with signals_deferred():
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+        self.run_id = run.info.run_id
         self._buffer: list[Metric] = []
 
+    @_store_call
     def log_params(self, params: Mapping[str, Any]) -> None:
         self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
+    @_store_call
     def log_text(self, text: str, artifact_file: str) -> None:
         self.client.log_text(self.run_id, text, artifact_file)
+
+    @_store_call
+    def log_artifact(self, path: str | os.PathLike) -> None:
+        self.client.log_artifact(self.run_id, str(path))
 
     def add(self, metrics: Mapping[str, float], step: int) -> None:
         """Buffer metrics at ``step``; written at the next ``flush``."""
         now = int(time.time() * 1000)
         self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items()]
 
+    @_store_call
     def flush(self) -> None:
         if self._buffer:
             self.client.log_batch(self.run_id, metrics=self._buffer)
@@ -134,6 +196,7 @@ class RunRecorder:
         self.add(metrics, step)
         self.flush()
 
+    @_store_call
     def finish(
         self, status: str = "FINISHED", error: str | None = None, details: str | None = None
     ) -> None:
@@ -145,6 +208,14 @@ class RunRecorder:
         if details:
             self.client.log_text(self.run_id, details, "error.txt")
         self.client.set_terminated(self.run_id, status=status)
+
+    def finish_quietly(self, status: str, error: str, details: str | None = None) -> None:
+        """``finish`` on the way out of a failure: a store error is logged, never raised, so
+        that the failure that ended the run is the one that propagates."""
+        try:
+            self.finish(status, error=error, details=details)
+        except Exception:
+            log.exception("could not mark MLflow run %s %s", self.run_id, status)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +243,7 @@ class Runs:
         return self.runs[self.runs["status"] == "FINISHED"]
 
 
+@_store_call
 def experiment_names(uri: str) -> list[str]:
     return [e.name for e in MlflowClient(uri).search_experiments()]
 
@@ -201,6 +273,7 @@ def _experiment_id(client: MlflowClient, uri: str, experiment: str) -> str:
     return found.experiment_id
 
 
+@_store_call
 def latest_sweep(uri: str, experiment: str) -> str:
     """The id of the experiment's most recently started sweep."""
     client = MlflowClient(uri)
@@ -216,6 +289,7 @@ def latest_sweep(uri: str, experiment: str) -> str:
     return found[0].info.run_id
 
 
+@_store_call
 def check_sweep(uri: str, experiment: str, run_id: str) -> str:
     """``run_id`` if it is a sweep's parent run in ``experiment``; else LookupError."""
     client = MlflowClient(uri)
@@ -232,10 +306,12 @@ def check_sweep(uri: str, experiment: str, run_id: str) -> str:
     return run_id
 
 
+@_store_call
 def run_params(uri: str, run_id: str) -> dict[str, str]:
     return dict(MlflowClient(uri).get_run(run_id).data.params)
 
 
+@_store_call
 def sweep_runs(uri: str, experiment_id: str, sweep: str) -> pd.DataFrame:
     """``run_id, run_name, status, overrides, error`` of a sweep's runs."""
     client = MlflowClient(uri)
@@ -254,6 +330,7 @@ def sweep_runs(uri: str, experiment_id: str, sweep: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run_id", "run_name", "status", "overrides", "error"])
 
 
+@_store_call
 def load_runs(uri: str, experiment: str, sweep: str | None = None) -> Runs:
     """Read an experiment's runs (or one sweep's) back from MLflow as tidy frames.
 
