@@ -1,15 +1,25 @@
 """Checks on a resolved run configuration, made before any training starts.
 
-``validate`` takes the config as a plain nested dict and raises ``ConfigError`` listing every field
-that is out of range, each with the value it got and the values it allows. Names of config-group
-options (``schedule=``, ``optimizer=``, ...) are checked by Hydra when it composes the config.
+Three layers, each a list of ``'field: got X; allowed: Y'`` lines:
+
+- ``problems``: the values of bench's own fields, alone and together (pure, instant);
+- ``argument_problems``: every key against the arguments of the class it builds, and the
+  accelerator against this machine (imports torch and Lightning);
+- ``resource_problems``: the data and the starting weights on disk, fetched first where the
+  config allows a download (reads files, may download).
+
+``validate`` raises ``ConfigError`` with all of them. Names of config-group options
+(``schedule=``, ``optimizer=``, ...) are checked by Hydra when it composes the config.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
 import numbers
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from bench import schedules
@@ -41,6 +51,8 @@ OPEN_FRACTION: Rule = (lambda x: _number(x) and 0 < x < 1, "a number in (0, 1)")
 DECAY: Rule = (lambda x: _number(x) and 0 < x <= 1, "a number in (0, 1]")
 MOMENTUM: Rule = (lambda x: _number(x) and 0 <= x < 1, "a number in [0, 1)")
 COUNT: Rule = (lambda x: _integer(x) and x >= 1, "an integer >= 1")
+COUNT_OR_NULL: Rule = (lambda x: x is None or COUNT[0](x), "null or an integer >= 1")
+NON_NEGATIVE_INT: Rule = (lambda x: _integer(x) and x >= 0, "an integer >= 0")
 SEED: Rule = (lambda x: _integer(x) and x >= 0, "an integer >= 0")
 BOOLEAN: Rule = (lambda x: isinstance(x, bool), "true or false")
 NAME: Rule = (lambda x: isinstance(x, str) and x.strip() != "", "a non-empty string")
@@ -49,6 +61,18 @@ FOLDER_NAME: Rule = (
     "a non-empty name without '/' or '\\', not '.' or '..' (it names a report folder)",
 )
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+STEMS = ("imagenet", "cifar")
+NORMALIZE = ("train", "imagenet")
+
+
+def one_of(*allowed: str) -> Rule:
+    return (lambda x: x in allowed, ", ".join(allowed))
+
+
+BLOCKS: Rule = (
+    lambda x: isinstance(x, list | tuple) and len(x) >= 1 and all(COUNT[0](b) for b in x),
+    "a list of integers >= 1, blocks per stage, e.g. [2, 2, 2, 2]",
+)
 MILESTONES: Rule = (
     lambda x: (
         isinstance(x, list | tuple)
@@ -84,7 +108,28 @@ OPTIONAL: dict[str, Rule] = {
     "data.test_fraction": OPEN_FRACTION,
     "data.split_seed": SEED,
     "trainer.accumulate_grad_batches": COUNT,
+    "trainer.channels_last": BOOLEAN,
+    "data.root": NAME,
+    "data.download": BOOLEAN,
+    "data.augment": BOOLEAN,
+    "data.normalize": one_of(*NORMALIZE),
+    "data.resize": COUNT_OR_NULL,
+    "data.image_size": COUNT_OR_NULL,
+    "data.train_per_class": COUNT_OR_NULL,
+    "data.test_per_class": COUNT_OR_NULL,
+    "model.stem": one_of(*STEMS),
+    "model.width": COUNT,
+    "model.blocks": BLOCKS,
+    "model.weights": NAME,
+    "finetune.freeze_epochs": NON_NEGATIVE_INT,
+    "finetune.backbone_lr_mult": POSITIVE,
 }
+
+# Keys under `trainer` that bench reads itself; the others go to Lightning's Trainer.
+OWN_TRAINER_KEYS = ("channels_last",)
+
+# Model arguments that the data decides.
+FROM_DATA = ("num_classes", "in_channels", "image_size")
 
 SCHEDULE_KNOBS: dict[str, Rule] = {
     "warmup_fraction": FRACTION,
@@ -122,6 +167,19 @@ def problems(cfg: Mapping[str, Any]) -> list[str]:
     """Every problem with ``cfg``, as ``'field: got X; allowed: Y'`` lines (empty when valid)."""
     found = [_check(f, _get(cfg, f), r) for f, r in REQUIRED.items()]
     found += [_check(f, v, r) for f, r in OPTIONAL.items() if (v := _get(cfg, f)) is not _MISSING]
+    model = _get(cfg, "model")
+    if isinstance(model, Mapping):
+        found += [
+            f"model.{key}: set from the data (the dataset's {key.replace('_', ' ')}); remove it"
+            for key in FROM_DATA
+            if key in model
+        ]
+    freeze, epochs = _get(cfg, "finetune.freeze_epochs"), _get(cfg, "trainer.max_epochs")
+    if _integer(freeze) and _integer(epochs) and 0 < epochs <= freeze:
+        found.append(
+            f"finetune.freeze_epochs: got {freeze} with trainer.max_epochs={epochs}; allowed: "
+            "fewer epochs than training has (the backbone would never train)"
+        )
 
     schedule = _get(cfg, "schedule")
     if not isinstance(schedule, Mapping):
@@ -190,8 +248,9 @@ def argument_problems(cfg: Mapping[str, Any]) -> list[str]:
         import pytorch_lightning as pl
         import torch
 
+        keys = [k for k in trainer if k not in OWN_TRAINER_KEYS]
         found += _unknown_arguments(
-            "trainer", list(trainer), pl.Trainer.__init__, "pytorch_lightning.Trainer", skip=1
+            "trainer", keys, pl.Trainer.__init__, "pytorch_lightning.Trainer", skip=1
         )
         accelerator = trainer.get("accelerator", "auto")
         if accelerator not in ACCELERATORS:
@@ -211,9 +270,77 @@ def argument_problems(cfg: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def resolve_paths(cfg: dict[str, Any], launch_dir: str | Path) -> dict[str, Any]:
+    """Make ``data.root`` and a ``model.weights`` file absolute against the folder the command
+    ran in (a run may work in a folder of its own). Changes ``cfg`` in place and returns it."""
+    base = Path(launch_dir)
+    data, model = cfg.get("data"), cfg.get("model")
+    if isinstance(data, dict) and isinstance(data.get("root"), str):
+        data["root"] = str((base / Path(data["root"]).expanduser()).resolve())
+    weights = model.get("weights") if isinstance(model, dict) else None
+    if isinstance(weights, str) and weights not in ("none", "imagenet"):
+        model["weights"] = str((base / Path(weights).expanduser()).resolve())
+    return cfg
+
+
+def _plain(node: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in node.items() if k not in _HYDRA_KEYS}
+
+
+@functools.cache
+def _data_problems(data_json: str) -> tuple[str, ...]:
+    from hydra.utils import get_object, instantiate
+
+    data = json.loads(data_json)
+    cls = get_object(data["_target_"])
+    if data.get("download"):
+        try:
+            instantiate(data).prepare_data()
+        except Exception as e:
+            return (
+                f"data.download: could not fetch the data into {data.get('root')} "
+                f"({type(e).__name__}: {e}); offline, copy it there yourself, or point at an "
+                "image folder with data=image_folder data.root=DIR",
+            )
+    check = getattr(cls, "problems", None)
+    return tuple(check(**_plain(data))) if check else ()
+
+
+@functools.cache
+def _weights_problems(model_json: str, in_channels: int) -> tuple[str, ...]:
+    from bench import models
+
+    model = json.loads(model_json)
+    try:
+        # The head is never loaded, so any class count and image size will do for the check.
+        models.build(model, num_classes=2, in_channels=in_channels, image_size=32)
+    except models.WeightsError as e:
+        return (str(e),)
+    return ()
+
+
+def resource_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """The data (present, with the classes and split sizes asked for) and the model's starting
+    weights (readable, fitting the model). Where the config allows it, missing data and
+    torchvision's ImageNet weights are downloaded first, once per process."""
+    from hydra.utils import get_object
+
+    data, model = cfg.get("data"), cfg.get("model")
+    if not isinstance(data, Mapping) or not isinstance(model, Mapping):
+        return []
+    found = list(_data_problems(json.dumps(dict(data), sort_keys=True)))
+    if model.get("weights", "none") != "none":
+        in_channels = getattr(get_object(data["_target_"]), "in_channels", 3)
+        found += _weights_problems(json.dumps(dict(model), sort_keys=True), in_channels)
+    return found
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` naming every invalid field of ``cfg`` (values and arguments)."""
+    """Raise ``ConfigError`` naming every invalid field of ``cfg``: values, arguments, and
+    (when those are fine) the data and weights on disk."""
     found = problems(cfg)
     found += argument_problems(cfg)
+    if not found:
+        found += resource_problems(cfg)
     if found:
         raise ConfigError(found)

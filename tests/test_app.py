@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -76,7 +77,29 @@ def test_run_params_and_config_artifact(sweep):
         assert params["optimizer.lr"] == "0.05"
         assert params["trainer.max_epochs"] == "2"
         assert int(params["total_steps"]) == 2 * int(params["steps_per_epoch"]) > 0
-        assert [a.path for a in client.list_artifacts(r.info.run_id)] == ["config.yaml"]
+        assert params["num_classes"] == "10" and params["image_size"] == "8"
+        assert [params[f"n_{s}"] for s in ("train", "val", "test")] == ["1149", "288", "360"]
+        assert [a.path for a in client.list_artifacts(r.info.run_id)] == [
+            "config.yaml",
+            "weights.pt",
+        ]
+
+
+def test_final_weights_start_the_next_run(sweep, tmp_path):
+    import torch
+
+    from bench import models
+
+    root, _, _, client, runs = sweep
+    run = children(runs)[0]
+    # Saved beside the run's own Hydra folder and as an MLflow artifact: the same tensors.
+    local = next(root.glob("multirun/*/*/0/weights.pt"))
+    logged = Path(client.download_artifacts(run.info.run_id, "weights.pt", str(tmp_path)))
+    saved = torch.load(local, weights_only=True)
+    assert set(saved) == set(torch.load(logged, weights_only=True))
+    net = models.small_cnn(num_classes=10, in_channels=1, image_size=8, weights=str(local))
+    body = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    assert all(torch.equal(v, saved[k]) for k, v in body.items())
 
 
 def test_lr_trace_equals_the_schedule_at_every_step(sweep):
@@ -254,6 +277,8 @@ def test_interrupted_sweep_marks_run_and_parent_killed(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    deadline = threading.Timer(300, proc.kill)  # a hang fails the test instead of stalling it
+    deadline.start()
     try:
         for line in proc.stdout:
             if "epoch 3/1000" in line:
@@ -261,6 +286,7 @@ def test_interrupted_sweep_marks_run_and_parent_killed(tmp_path):
                 break
         output = proc.communicate(timeout=120)[0]
     finally:
+        deadline.cancel()
         proc.kill()
     assert proc.returncode != 0
     assert "interrupted: the run and its sweep are marked KILLED" in output

@@ -5,8 +5,9 @@ import copy
 import pytest
 from hydra import compose, initialize_config_dir
 
+from bench.cli import CONFIG_DIR
 from bench.config import ConfigError, problems, validate
-from bench.train import CONFIG_DIR, run_config
+from bench.sweep import run_config
 
 
 @pytest.fixture(scope="module")

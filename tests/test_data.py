@@ -54,7 +54,7 @@ def test_inputs_standardised_on_the_training_split():
 
 
 def test_split_indices_partition_the_data():
-    from bench.data import split_indices
+    from bench.data.splits import split_indices
 
     y = np.repeat(np.arange(10), 50)
     train, val, test = split_indices(y, val_fraction=0.2, test_fraction=0.2, split_seed=0)

@@ -2,22 +2,8 @@
 from the real number of optimizer steps."""
 
 import pytest
-from hydra import compose, initialize_config_dir
-from mlflow.tracking import MlflowClient
-
-from bench.train import CONFIG_DIR, train
-
-
-def compose_run(*overrides):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    return MlflowClient(uri)
+from conftest import compose_run
+from conftest import train_here as train
 
 
 def histories(client, key):

@@ -1,10 +1,9 @@
-"""Datasets and their splits.
+"""scikit-learn's digits: 1,797 greyscale 8x8 images of 10 classes, shipped inside scikit-learn,
+so the whole flow runs offline on a laptop CPU.
 
-The embedded default is scikit-learn's digits (1,797 greyscale 8x8 images, 10 classes), which ships
-inside scikit-learn, so the whole flow runs offline on a laptop CPU.
-
-Splits are fixed by ``split_seed``, never by the run's seed: every run of a sweep validates on the
-same images, and the test split is used only for the final ``test_acc``.
+The dataset has no test split of its own: test and validation splits are carved from it,
+stratified and fixed by ``split_seed`` (never by the run's seed); the test split is used only for
+the final ``test_acc``.
 """
 
 from __future__ import annotations
@@ -13,22 +12,9 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
-
-def split_indices(
-    labels: np.ndarray, val_fraction: float, test_fraction: float, split_seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stratified train/val/test index arrays; the same for a given ``split_seed``."""
-    index = np.arange(len(labels))
-    rest, test = train_test_split(
-        index, test_size=test_fraction, stratify=labels, random_state=split_seed
-    )
-    train, val = train_test_split(
-        rest, test_size=val_fraction, stratify=labels[rest], random_state=split_seed
-    )
-    return np.sort(train), np.sort(val), np.sort(test)
+from bench.data.splits import split_indices
 
 
 class DigitsDataModule(pl.LightningDataModule):
@@ -36,6 +22,7 @@ class DigitsDataModule(pl.LightningDataModule):
 
     num_classes = 10
     in_channels = 1
+    image_size = 8
 
     def __init__(
         self,

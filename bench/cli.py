@@ -1,0 +1,146 @@
+"""The commands ``bench`` and ``bench-train``: Hydra applications, and the Hydra task that runs
+one job.
+
+- ``bench-train``: one run (or a grid with ``-m``) from ``conf/train.yaml``;
+- ``bench``: the same application on ``conf/sweep.yaml``, always a multirun, report at the end.
+
+The task turns Hydra's config into plain data, says where the run records (the sweep's store and
+parent run, or its own store) and hands it to ``bench.run.train``. Before Hydra starts, an
+override naming a key the config does not have is answered with the keys that exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from bench import config as bench_config
+from bench import run, tracking
+from bench.sweep import Sweep, abort, run_config
+
+log = logging.getLogger("bench")
+
+_PACKAGED = Path(__file__).parent / "conf"  # inside an installed wheel
+CONFIG_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).parent.parent / "conf"
+
+
+def task(cfg: DictConfig) -> dict[str, float] | None:
+    """The Hydra task: one run. Inside a sweep a failing run is recorded, not raised."""
+    hc = HydraConfig.get()
+    launch_dir = Path(hc.runtime.cwd)  # where the command ran, even if the job changed folder
+    config = bench_config.resolve_paths(run_config(cfg), launch_dir)
+    where = {"overrides": list(hc.overrides.task), "output_dir": hc.runtime.output_dir}
+    sweep = Sweep.load(launch_dir / hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
+    if sweep is None:
+        uri = tracking.resolve_uri(config["tracking"]["uri"], cwd=launch_dir)
+        experiment_id = tracking.ensure_experiment(uri, config["tracking"]["experiment"])
+        return run.train(config, tracking_uri=uri, experiment_id=experiment_id, **where)
+    label = f"[{hc.job.num + 1}/{sweep.n_runs}] {config['run_name']}"
+    try:
+        return run.train(
+            config,
+            tracking_uri=sweep.tracking_uri,
+            experiment_id=sweep.experiment_id,
+            parent_run_id=sweep.parent_run_id,
+            label=label,
+            **where,
+        )
+    except Exception:
+        log.exception("%s failed; the sweep goes on", label)
+        return None
+    except BaseException:  # interrupted: the sweep stops here
+        tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, "KILLED")
+        print(f"\n{label} interrupted: the run and its sweep are marked KILLED.", file=sys.stderr)
+        raise
+
+
+def unknown_key_message(config_name: str, overrides: list[str]) -> str | None:
+    """If an override names a key the config does not have, a message listing the keys there are
+    (Hydra's own error names the key but not the alternatives); else None."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    # One grid point is enough to know which keys exist: the first value of every sweep.
+    point = [
+        f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}"
+        if o.is_sweep_override()
+        else o.input_line
+        for o in parsed
+    ]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        try:
+            compose(config_name=config_name, overrides=point)
+            return None
+        except ConfigCompositionException as e:
+            if not str(e).startswith("Could not override '"):
+                return None  # Hydra's message already lists the options (an unknown group option)
+            key = str(e).split("'")[1]
+            rest = [p for p in point if p.split("=")[0].lstrip("+~") != key]
+            try:
+                base = compose(config_name=config_name, overrides=rest)
+            except ConfigCompositionException:
+                return None
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(base, parent) if parent else base
+    if not isinstance(node, DictConfig):
+        return None
+    where = f"under '{parent}'" if parent else "at the top level"
+    keys = ", ".join(str(k) for k in node if k != "hydra")
+    return (
+        f"unknown key '{key}': the config has no '{leaf}' {where}; the keys there are: {keys}. "
+        f"(To add a key that the config does not have, write +{key}=VALUE.)"
+    )
+
+
+def _preflight(config_name: str) -> None:
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(sys.argv[1:])
+    if args.help or args.hydra_help or args.info or args.shell_completion or args.cfg:
+        return
+    try:
+        message = unknown_key_message(args.config_name or config_name, args.overrides)
+    except Exception:
+        return  # anything else is Hydra's to report, with its own message
+    if message:
+        abort(message)
+
+
+_hydra = dict(version_base="1.3", config_path=str(CONFIG_DIR))
+_train_app = hydra.main(config_name="train", **_hydra)(task)
+_sweep_app = hydra.main(config_name="sweep", **_hydra)(task)
+
+_NO_RUN_FLAGS = {
+    "-h",
+    "--help",
+    "--hydra-help",
+    "-c",
+    "--cfg",
+    "-i",
+    "--info",
+    "--shell-completion",
+    "-sc",
+}
+
+
+def main() -> None:
+    """``bench-train``: one run, or a grid with ``-m``."""
+    _preflight("train")
+    _train_app()
+
+
+def sweep_main() -> None:
+    """``bench``: the default sweep, always as a Hydra multirun."""
+    args = sys.argv[1:]
+    if not any(a in ("-m", "--multirun") or a in _NO_RUN_FLAGS for a in args):
+        sys.argv.insert(1, "--multirun")
+    _preflight("sweep")
+    _sweep_app()

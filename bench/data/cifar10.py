@@ -1,0 +1,98 @@
+"""CIFAR-10 (Krizhevsky, 2009): 50,000 training and 10,000 test images, 32x32, 10 classes.
+
+Read from torchvision's on-disk layout, ``<root>/cifar-10-batches-py/`` (the pickled batches of
+the official Python release); ``download=true`` has torchvision fetch and verify it first.
+"""
+
+from __future__ import annotations
+
+import pickle
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.images import DataError, ImageDataModule, Index
+
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_FILES = ["test_batch"]
+META_FILE = "batches.meta"
+
+
+@cache
+def _read_batches(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Images (uint8 ``N x 32 x 32 x 3``) and labels of the pickled batches ``names``."""
+    images, labels = [], []
+    for name in names:
+        with open(folder / name, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(entry["labels"], dtype=np.int64))
+    return np.concatenate(images).transpose(0, 2, 3, 1), np.concatenate(labels)
+
+
+class CIFAR10DataModule(ImageDataModule):
+    """CIFAR-10 from torchvision's layout in ``root``; ``download`` fetches it if it is absent."""
+
+    def __init__(self, root: str = "data", download: bool = False, **kw):
+        super().__init__(root, **kw)
+        self.download = download
+
+    @staticmethod
+    def folder(root: Path) -> Path:
+        return Path(root) / FOLDER
+
+    @classmethod
+    def missing(cls, root: Path) -> list[Path]:
+        folder = cls.folder(root)
+        return [
+            folder / n for n in (*TRAIN_FILES, *TEST_FILES, META_FILE) if not (folder / n).is_file()
+        ]
+
+    @classmethod
+    def index(cls, root: Path, download: bool = False, **kw) -> Index:
+        missing = cls.missing(root)
+        if missing and download:
+            return Index(np.repeat(np.arange(10), 5000), np.repeat(np.arange(10), 1000), CLASSES)
+        if missing:
+            raise DataError(
+                f"data.root: CIFAR-10 is not in {Path(root).resolve()}: looked for "
+                f"{FOLDER}/ with {', '.join(p.name for p in missing)} (torchvision's layout). "
+                "Fetch it with data.download=true (needs the internet), or point at images in "
+                "the ImageFolder layout with data=image_folder data.root=DIR "
+                "(DIR/train/<class>/*.png and DIR/test/<class>/*.png)"
+            )
+        folder = cls.folder(root)
+        with open(folder / META_FILE, "rb") as f:
+            classes = list(pickle.load(f, encoding="latin1")["label_names"])
+        return Index(
+            _read_batches(folder, tuple(TRAIN_FILES))[1],
+            _read_batches(folder, tuple(TEST_FILES))[1],
+            classes,
+        )
+
+    def prepare_data(self) -> None:
+        if self.download and self.missing(self.root):
+            from torchvision.datasets import CIFAR10
+
+            CIFAR10(str(self.root), train=True, download=True)
+            CIFAR10(str(self.root), train=False, download=True)
+
+    def read(self, split: str, keep: np.ndarray) -> np.ndarray:
+        names = tuple(TRAIN_FILES if split == "train" else TEST_FILES)
+        return _read_batches(self.folder(self.root), names)[0][keep]
+
+
+CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]

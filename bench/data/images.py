@@ -1,0 +1,264 @@
+"""Colour-image datasets with a test split of their own: what they share.
+
+The images are held in memory as uint8 ``N x 3 x H x W`` tensors (CIFAR-10's 60,000 take 184 MB),
+batches are cut from them by index, and augmentation and normalisation run on the batch after it
+reaches the run's device (``bench.data.augment``).
+
+Splits: the validation split (``val_size``) is carved, stratified, out of the training images and
+fixed by ``split_seed``; ``train_per_class`` then keeps that many of the remaining training images
+of every class, and ``test_per_class`` as many of every class of the test split, which is only
+touched for the final test accuracy. ``classes`` keeps only some classes, relabelled ``0..k-1``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+)
+
+from bench.data import augment, splits
+
+NORMALIZE = ("train", "imagenet")
+EVAL_BATCH = 1024
+
+
+@dataclass
+class Split:
+    """One split's images (uint8 ``N x C x H x W``) and labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Index:
+    """What a dataset holds, read without decoding any image: every image's label per split,
+    and the class names."""
+
+    train_labels: np.ndarray
+    test_labels: np.ndarray
+    classes: list[str]
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """A dataset of colour images with train and test splits; subclasses say how to read it."""
+
+    in_channels: ClassVar[int] = 3
+
+    def __init__(
+        self,
+        root: str,
+        batch_size: int = 128,
+        val_size: int | float = 5000,
+        split_seed: int = 0,
+        train_per_class: int | None = None,
+        test_per_class: int | None = None,
+        classes: Sequence[str | int] | None = None,
+        augment: bool = True,
+        normalize: str = "train",
+        resize: int | None = None,
+    ):
+        super().__init__()
+        self.root = Path(root)
+        self.batch_size = batch_size
+        self.val_size = val_size
+        self.split_seed = split_seed
+        self.train_per_class = train_per_class
+        self.test_per_class = test_per_class
+        self.keep = list(classes) if classes is not None else None
+        self.augment = augment
+        self.normalize = normalize
+        self.resize = resize
+        self.splits: dict[str, Split] = {}
+        self.classes: list[str] = []
+        self.mean: list[float] = []
+        self.std: list[float] = []
+
+    # What a subclass provides -------------------------------------------------------------
+
+    @classmethod
+    def index(cls, root: Path, **kw: Any) -> Index:
+        """Labels and class names, read cheaply; raises ``DataError`` when the data is absent."""
+        raise NotImplementedError
+
+    def read(self, split: str, keep: np.ndarray) -> np.ndarray:
+        """The uint8 ``N x H x W x 3`` images ``keep`` (indices into the index's labels) of
+        ``split`` ("train" or "test")."""
+        raise NotImplementedError
+
+    # Shared -------------------------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        return self.resize or int(self.splits["train"].images.shape[-1])
+
+    @classmethod
+    def problems(cls, root: str, **kw: Any) -> list[str]:
+        """What makes this data unusable, as ``'data.FIELD: ...'`` lines; reads no image."""
+        try:
+            index = cls.index(Path(root), **kw)
+        except DataError as e:
+            return [str(e)]
+        return _split_problems(index, kw)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        index = self.index(self.root)
+        found = _split_problems(index, vars(self) | {"classes": self.keep})
+        if found:
+            raise DataError("; ".join(found))
+        train, val, test, self.classes = plan(
+            index,
+            self.keep,
+            self.val_size,
+            self.split_seed,
+            self.train_per_class,
+            self.test_per_class,
+        )
+        self.splits = {
+            "train": self._load("train", *train),
+            "val": self._load("train", *val),
+            "test": self._load("test", *test),
+        }
+        if self.normalize == "imagenet":
+            self.mean, self.std = list(augment.IMAGENET_MEAN), list(augment.IMAGENET_STD)
+        else:
+            self.mean, self.std = augment.channel_stats(self.splits["train"].images)
+
+    def _load(self, split: str, keep: np.ndarray, labels: np.ndarray) -> Split:
+        images = torch.from_numpy(np.ascontiguousarray(self.read(split, keep)))
+        return Split(images.permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels))
+
+    def _loader(self, split: str, sampler) -> DataLoader:
+        data = self.splits[split]
+        # Each batch is one indexing of the in-memory tensors: no per-image Python work.
+        return DataLoader(TensorDataset(data.images, data.labels), batch_size=None, sampler=sampler)
+
+    def train_dataloader(self) -> DataLoader:
+        # The shuffling order follows torch's global RNG, which the run's seed sets.
+        images = self.splits["train"].images
+        batches = BatchSampler(RandomSampler(range(len(images))), self.batch_size, False)
+        return self._loader("train", batches)
+
+    def val_dataloader(self) -> DataLoader:
+        images = self.splits["val"].images
+        return self._loader("val", BatchSampler(SequentialSampler(images), EVAL_BATCH, False))
+
+    def test_dataloader(self) -> DataLoader:
+        images = self.splits["test"].images
+        return self._loader("test", BatchSampler(SequentialSampler(images), EVAL_BATCH, False))
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        training = self.trainer is not None and self.trainer.training
+        x = augment.prepare(
+            x, self.mean, self.std, train=training and self.augment, size=self.resize
+        )
+        return x, y
+
+
+class DataError(ValueError):
+    """Data that no run can use: absent, empty, or asked for in a way it cannot give."""
+
+
+def plan(
+    index: Index,
+    keep: Sequence[str | int] | None,
+    val_size: int | float,
+    split_seed: int,
+    train_per_class: int | None,
+    test_per_class: int | None,
+) -> tuple[Any, Any, Any, list[str]]:
+    """Which images go to which split: ``((train indices, labels), (val ...), (test ...),
+    class names)``, indices into the index's train and test labels. Pure."""
+    train_idx, train_labels, names = splits.select_classes(index.train_labels, index.classes, keep)
+    test_idx, test_labels, _ = splits.select_classes(index.test_labels, index.classes, keep)
+    fit, val = splits.carve_val(train_labels, val_size, split_seed)
+    fit = fit[splits.per_class(train_labels[fit], train_per_class, split_seed)]
+    test = splits.per_class(test_labels, test_per_class, split_seed)
+    return (
+        (train_idx[fit], train_labels[fit]),
+        (train_idx[val], train_labels[val]),
+        (test_idx[test], test_labels[test]),
+        names,
+    )
+
+
+def _count(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 1
+
+
+def _index(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 0
+
+
+def _split_problems(index: Index, kw: dict[str, Any]) -> list[str]:
+    """Problems with the split knobs given what the data holds."""
+    found = []
+    keep = kw.get("classes")
+    names = index.classes
+    if keep is not None:
+        listed = f"the classes are: {', '.join(names)} (or their indices 0..{len(names) - 1})"
+        if not isinstance(keep, list | tuple) or len(keep) < 2:
+            return [
+                f"data.classes: got {keep!r}; allowed: null (all) or a list of 2 or more; {listed}"
+            ]
+        bad = [c for c in keep if not (c in names or _index(c) and c < len(names))]
+        if bad:
+            return [f"data.classes: {bad!r} not in the data; {listed}"]
+        picked = [c if isinstance(c, str) else names[c] for c in keep]
+        if len(set(picked)) < len(picked):
+            return [f"data.classes: got {keep!r}, which names a class twice"]
+    _, train_labels, kept = splits.select_classes(index.train_labels, names, keep)
+    _, test_labels, _ = splits.select_classes(index.test_labels, names, keep)
+    k = len(kept)
+    for split, labels in (("train", train_labels), ("test", test_labels)):
+        counts = np.bincount(labels, minlength=k)
+        empty = [kept[c] for c in np.flatnonzero(counts == 0)]
+        if empty:
+            found.append(f"data.root: the {split} split has no images of class {', '.join(empty)}")
+    if found:
+        return found
+    for field in ("train_per_class", "test_per_class"):
+        value = kw.get(field)
+        if value is not None and not _count(value):
+            found.append(f"data.{field}: got {value!r}; allowed: null (all) or an integer >= 1")
+    val_size = kw.get("val_size")
+    n = len(train_labels)
+    if _count(val_size):
+        n_val = int(val_size)
+    elif isinstance(val_size, float) and 0 < val_size < 1:
+        n_val = int(np.ceil(val_size * n))
+    else:
+        return found + [
+            f"data.val_size: got {val_size!r}; allowed: a number of images (an integer >= 1) "
+            "or a fraction of the training images in (0, 1)"
+        ]
+    if n_val < k or n - n_val < k:
+        found.append(
+            f"data.val_size: got {val_size!r}, which leaves {n - n_val} training and {n_val} "
+            f"validation images of {n}; each split needs at least one image of each of the "
+            f"{k} classes"
+        )
+    return found

@@ -1,0 +1,197 @@
+"""A sweep's life, and the checks made before any run.
+
+``SweepCallback`` is a Hydra callback (``conf/train.yaml`` installs it). Before any job of a
+multirun it composes every grid point and checks it (``bench.config``: values, arguments, the
+data and weights on disk), creates the MLflow store, the experiment and the sweep's parent run
+once (so parallel jobs never race on them) and writes them to ``<sweep dir>/sweep.json``; each
+job (``bench.cli.task``) nests its run under that parent. At the end it counts what finished,
+closes the parent run, writes the report if asked, and exits non-zero if any run failed.
+A single run (no ``-m``) gets the same checks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from bench import config as bench_config
+from bench import tracking
+
+log = logging.getLogger("bench")
+
+SWEEP_FILE = "sweep.json"
+
+
+@dataclass
+class Sweep:
+    """What the jobs of one sweep share; stored as ``<sweep dir>/sweep.json``."""
+
+    tracking_uri: str
+    experiment_id: str
+    experiment: str
+    parent_run_id: str
+    n_runs: int
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / SWEEP_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> Sweep | None:
+        path = folder / SWEEP_FILE
+        return cls(**json.loads(path.read_text())) if path.exists() else None
+
+
+def run_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved run config as plain data, without Hydra's own node."""
+    return OmegaConf.to_container(
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
+    )
+
+
+def abort(message: str) -> None:
+    """Stop before any run starts. (Hydra turns a callback's exceptions into warnings; an exit
+    goes through.)"""
+    print(f"{Path(sys.argv[0]).name}: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def grid(config: DictConfig) -> list[list[str]]:
+    """The override list of every job of a basic-sweeper multirun, in launch order."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()]
+    arguments += list(config.hydra.overrides.task)
+    loader = GlobalHydra.instance().config_loader()  # glob() sweeps need it to list options
+    overrides = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def check_all(configs: list[tuple[str, DictConfig]], launch_dir: str) -> list[dict[str, Any]]:
+    """Resolve and validate every job config (paths taken relative to ``launch_dir``); abort
+    listing every problem. The data and weights are checked once the values are right."""
+    plains, found = [], {}
+    for label, cfg in configs:
+        try:
+            plain = bench_config.resolve_paths(run_config(cfg), launch_dir)
+            problems = bench_config.problems(plain) + bench_config.argument_problems(plain)
+        except Exception as e:  # an interpolation that cannot resolve, say
+            plain, problems = None, [str(e).splitlines()[0]]
+        if not problems and not found:
+            problems = bench_config.resource_problems(plain)
+        for problem in problems:
+            found.setdefault(problem, label)
+        plains.append(plain)
+    if found:
+        lines = "\n".join(f"  - {p}   [{where}]" for p, where in found.items())
+        abort(f"invalid configuration, nothing was run:\n{lines}")
+    return plains
+
+
+def command_line() -> str:
+    """The command as the user typed it (``bench`` adds ``--multirun`` itself)."""
+    prog, args = Path(sys.argv[0]).name, sys.argv[1:]
+    if prog == "bench" and "--multirun" in args:
+        args.remove("--multirun")
+    return " ".join([prog, *args])
+
+
+def _summary(sweep: Sweep) -> tuple[int, list[str]]:
+    runs = tracking.sweep_runs(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id)
+    finished = runs[runs["status"] == "FINISHED"]
+    failed = [
+        f"{r.run_name} [{r.overrides}] {r.status}: {r.error or 'no error recorded'}"
+        for r in runs[runs["status"] != "FINISHED"].itertuples()
+    ]
+    missing = sweep.n_runs - len(runs)
+    if missing > 0:
+        failed.append(f"{missing} run(s) that never reached MLflow (see the job logs)")
+    return len(finished), failed
+
+
+class SweepCallback(Callback):
+    """Validates configs before anything runs, and owns a sweep's MLflow parent run."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        label = " ".join(config.hydra.overrides.task) or "defaults"
+        check_all([(label, config)], config.hydra.runtime.cwd)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweeper = config.hydra.sweeper.get("_target_", "")
+        if not sweeper.endswith("BasicSweeper"):
+            return  # other sweepers choose their points as they go; each job checks its own
+        try:
+            self._start(config)
+        except Exception as e:  # Hydra would only warn and run the jobs anyway
+            abort(f"could not set up the sweep, nothing was run: {type(e).__name__}: {e}")
+
+    def _start(self, config: DictConfig) -> None:
+        jobs = grid(config)
+        config_name = config.hydra.job.config_name
+        composed = []
+        for job in jobs:
+            try:
+                composed.append(
+                    (" ".join(job), hydra.compose(config_name=config_name, overrides=job))
+                )
+            except Exception as e:  # an unknown group option: Hydra's message lists the options
+                abort(f"cannot compose the run [{' '.join(job)}], nothing was run:\n{e}")
+        launch_dir = config.hydra.runtime.cwd
+        plains = check_all(composed, launch_dir)
+        uris = {tracking.resolve_uri(p["tracking"]["uri"], cwd=launch_dir) for p in plains}
+        experiments = {p["tracking"]["experiment"] for p in plains}
+        if len(uris) > 1 or len(experiments) > 1:
+            abort(
+                "tracking.uri and tracking.experiment: a sweep records into one store and one "
+                f"experiment; this grid has {sorted(uris)} and {sorted(experiments)}"
+            )
+        uri, experiment = uris.pop(), experiments.pop()
+        experiment_id = tracking.ensure_experiment(uri, experiment)
+        sweep_dir = Path(launch_dir) / config.hydra.sweep.dir
+        parent = tracking.start_sweep(
+            uri,
+            experiment_id,
+            name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
+            params={"command": command_line(), "n_runs": len(jobs), "sweep_dir": str(sweep_dir)},
+            grid=jobs,
+        )
+        Sweep(uri, experiment_id, experiment, parent, len(jobs)).save(sweep_dir)
+        log.info(
+            "Sweep of %d runs into MLflow experiment %r (parent run %s, store %s)",
+            len(jobs),
+            experiment,
+            parent,
+            uri,
+        )
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Sweep.load(Path(config.hydra.runtime.cwd) / config.hydra.sweep.dir)
+        if sweep is None:
+            return
+        n_finished, failed = _summary(sweep)
+        status = "FINISHED" if not failed else "FAILED"
+        tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, status)
+        if config.report.after_sweep and n_finished:
+            from bench import report
+
+            results = Path(config.hydra.runtime.cwd) / config.report.dir
+            made = report.make(
+                sweep.tracking_uri, sweep.experiment, results, sweep=sweep.parent_run_id
+            )
+            report.print_tables(made)
+        print(f"\nSweep done: {n_finished} of {sweep.n_runs} runs finished.")
+        if failed:
+            print("Failed:\n" + "\n".join(f"  - {f}" for f in failed), file=sys.stderr)
+            raise SystemExit(1)
