@@ -24,6 +24,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from bench import config as bench_config
 from bench import tracking
@@ -54,9 +55,12 @@ class Sweep:
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved run config as plain data, without Hydra's own node."""
+    """The resolved run config as plain data, without Hydra's own node; a value left ``???``
+    raises ``MissingMandatoryValue`` naming its key."""
     return OmegaConf.to_container(
-        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True
+        OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+        resolve=True,
+        throw_on_missing=True,
     )
 
 
@@ -87,6 +91,8 @@ def check_all(configs: list[tuple[str, DictConfig]], launch_dir: str) -> list[di
         try:
             plain = bench_config.resolve_paths(run_config(cfg), launch_dir)
             problems = bench_config.problems(plain) + bench_config.argument_problems(plain)
+        except MissingMandatoryValue as e:
+            plain, problems = None, [f"{e.full_key}: missing; set it with {e.full_key}=VALUE"]
         except Exception as e:  # an interpolation that cannot resolve, say
             plain, problems = None, [str(e).splitlines()[0]]
         if not problems and not found:
@@ -126,7 +132,10 @@ class SweepCallback(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         label = " ".join(config.hydra.overrides.task) or "defaults"
-        check_all([(label, config)], config.hydra.runtime.cwd)
+        try:
+            check_all([(label, config)], config.hydra.runtime.cwd)
+        except Exception as e:  # Hydra would only warn and run the job anyway
+            abort(f"could not check the configuration, nothing was run: {type(e).__name__}: {e}")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweeper = config.hydra.sweeper.get("_target_", "")

@@ -296,3 +296,71 @@ def test_interrupted_sweep_marks_run_and_parent_killed(tmp_path):
     assert status.pop("constant-seed0") == "KILLED"
     assert "cosine-seed0" not in status  # the sweep stopped
     assert list(status.values()) == ["KILLED"]  # the parent
+
+
+def test_cifar10_study_on_real_images_from_an_image_folder(cifar_subset, tmp_path):
+    result = run(
+        "bench",
+        "experiment=cifar10_cpu",
+        "data=image_folder",
+        f"data.root={cifar_subset}",
+        "data.val_size=100",
+        "data.train_per_class=20",
+        "data.test_per_class=10",
+        "trainer.max_epochs=2",
+        "schedule=constant,cosine",
+        "seed=0",
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Sweep done: 2 of 2 runs finished." in result.stdout
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = children(
+        client.search_runs([client.get_experiment_by_name("cifar10_cpu").experiment_id])
+    )
+    for r in runs:
+        p = r.data.params
+        assert (p["num_classes"], p["in_channels"], p["image_size"]) == ("10", "3", "32")
+        assert (p["n_train"], p["n_val"], p["n_test"]) == ("200", "100", "100")
+        assert p["model._target_"] == "bench.models.resnet" and p["data.root"] == str(cifar_subset)
+        assert 0 <= r.data.metrics["test_acc"] <= 1
+    accuracy = pd.read_csv(tmp_path / "results" / "cifar10_cpu" / "accuracy.csv")
+    assert list(accuracy["schedule"]) == ["constant", "cosine"]
+
+
+def test_transfer_study_starts_from_the_source_runs_weights(cifar_archive, tmp_path):
+    common = [f"data.root={cifar_archive}", "data.val_size=10", "trainer.max_epochs=1"]
+    common += ["data.train_per_class=null", "data.test_per_class=null"]
+    source = run("bench-train", "experiment=transfer_cpu_source", *common, cwd=tmp_path)
+    assert source.returncode == 0, source.stderr[-3000:]
+    weights = tmp_path / "transfer_source" / "weights.pt"
+    assert weights.is_file()
+
+    target = run(
+        "bench",
+        "experiment=transfer_cpu",
+        *common,
+        "schedule=constant,cosine",
+        "seed=0",
+        "finetune.freeze_epochs=0",
+        cwd=tmp_path,
+    )
+    assert target.returncode == 0, target.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    source_run = client.search_runs(
+        [client.get_experiment_by_name("transfer_cpu_source").experiment_id]
+    )[0]
+    assert source_run.data.params["num_classes"] == "5"
+    assert (
+        source_run.data.params["data.classes"]
+        == "['airplane', 'automobile', 'bird', 'cat', 'deer']"
+    )
+    runs = children(
+        client.search_runs([client.get_experiment_by_name("transfer_cpu").experiment_id])
+    )
+    assert sorted(r.info.run_name for r in runs) == ["constant-seed0", "cosine-seed0"]
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert r.data.params["model.weights"] == str(weights)
+        assert r.data.params["num_classes"] == "5"

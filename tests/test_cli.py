@@ -93,6 +93,47 @@ def run(cmd, *args, cwd):
             2,
             ["unknown key 'schedule.gama'", "milestones, gamma, warmup_fraction"],
         ),
+        (
+            "bench",
+            ["experiment=cifar10_cpu", "data.root=nowhere"],
+            2,
+            [
+                "data.root: CIFAR-10 is not in ",
+                "looked for cifar-10-batches-py/ with data_batch_1",
+                "data.download=true",
+                "data=image_folder data.root=DIR",
+            ],
+        ),
+        (
+            "bench-train",
+            ["data=image_folder"],
+            2,
+            ["data.root: missing; set it with data.root=VALUE"],
+        ),
+        (
+            "bench-train",
+            ["model=resnet18", "model.weights=absent.pt", "model.stem=tiny"],
+            2,
+            ["model.stem: got 'tiny'; allowed: imagenet, cifar"],
+        ),
+        (
+            "bench-train",
+            ["model=resnet18", "model.weights=absent.pt"],
+            2,
+            ["model.weights: no file at"],
+        ),
+        (
+            "bench-train",
+            ["finetune.freeze_epochs=15"],
+            2,
+            ["finetune.freeze_epochs: got 15 with trainer.max_epochs=15; allowed: fewer epochs"],
+        ),
+        (
+            "bench-train",
+            ["+model.num_classes=3"],
+            2,
+            ["model.num_classes: set from the data"],
+        ),
     ],
 )
 def test_bad_input_names_field_and_allowed_values_and_writes_nothing(
@@ -103,6 +144,51 @@ def test_bad_input_names_field_and_allowed_values_and_writes_nothing(
     for text in expected:
         assert text in result.stderr
     assert list(tmp_path.iterdir()) == []  # no mlflow.db, no outputs/ or multirun/
+
+
+def test_bad_data_or_weights_on_disk_stop_before_any_run(tmp_path, cifar_archive):
+    import torch
+
+    from bench import models
+
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    small = tmp_path / "small.pt"
+    torch.save(models.resnet(10, stem="cifar", width=8).state_dict(), small)
+    folder = tmp_path / "images"
+    for split, cls in (("train", "a"), ("train", "b"), ("test", "a"), ("test", "b")):
+        (folder / split / cls).mkdir(parents=True)
+    (folder / "train" / "a" / "0.png").write_bytes(b"")
+    cases = [
+        (
+            [
+                "data=cifar10",
+                f"data.root={cifar_archive}",
+                "model=resnet18",
+                f"model.weights={small}",
+            ],
+            "does not fit this model: wrong shape conv1.weight (8, 3, 3, 3) "
+            "(the model has (64, 3, 7, 7))",
+        ),
+        (
+            [
+                "data=cifar10",
+                f"data.root={cifar_archive}",
+                "data.classes=[dgo,cat]",
+                "model=resnet18",
+            ],
+            "data.classes: ['dgo'] not in the data; the classes are: airplane, automobile",
+        ),
+        (
+            ["data=image_folder", f"data.root={folder}", "model=resnet18"],
+            "class folder(s) train/b, test/a, test/b in",
+        ),
+    ]
+    for args, expected in cases:
+        result = run("bench-train", *args, cwd=cwd)
+        assert result.returncode == 2, result.stderr
+        assert expected in result.stderr
+        assert list(cwd.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -55,12 +55,15 @@ def resnet(
 
 
 def build(model: dict, num_classes: int, in_channels: int, image_size: int) -> nn.Module:
-    """Instantiate a ``model`` config (``_target_`` and knobs) with what it takes from the data:
-    the class count, the input channels and, for the networks that need it, the image size."""
+    """Call the factory a ``model`` config names (``_target_``) with its knobs and what it takes
+    from the data: the class count, the input channels and, for the networks that need it, the
+    image size."""
     import inspect
 
-    from hydra.utils import get_object, instantiate
+    from hydra.utils import get_object
 
+    factory = get_object(model["_target_"])
     given = {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
-    accepted = inspect.signature(get_object(model["_target_"])).parameters
-    return instantiate(dict(model), **{k: v for k, v in given.items() if k in accepted})
+    accepted = inspect.signature(factory).parameters
+    knobs = {k: v for k, v in model.items() if not k.startswith("_")}
+    return factory(**knobs, **{k: v for k, v in given.items() if k in accepted})
