@@ -148,8 +148,26 @@ def accuracy_table(
     difference of the final validation accuracy from the ``constant`` schedule with its 95% CI.
 
     ``runs`` lists every run with its ``status``; only finished ones are summarised, the others
-    are counted in ``n_unfinished``.
+    are counted in ``n_unfinished``. With a ``setting`` column (``setting_labels``) in both
+    frames, one block of rows per setting, compared within it, led by a ``setting`` column.
     """
+    return _per_setting(_accuracy_rows, runs, epochs, preferred)
+
+
+def _per_setting(table, runs: pd.DataFrame, epochs: pd.DataFrame, preferred) -> pd.DataFrame:
+    if "setting" not in runs or runs["setting"].nunique() < 2:
+        return table(runs, epochs, preferred)
+    blocks = [
+        table(group, epochs[epochs["setting"] == setting], preferred).assign(setting=setting)
+        for setting, group in runs.groupby("setting", sort=True)
+    ]
+    joined = pd.concat(blocks, ignore_index=True)
+    return joined[["setting", *[c for c in joined.columns if c != "setting"]]]
+
+
+def _accuracy_rows(
+    runs: pd.DataFrame, epochs: pd.DataFrame, preferred: Iterable[str] = ()
+) -> pd.DataFrame:
     finished = runs[runs["status"] == "FINISHED"]
     unfinished = runs[runs["status"] != "FINISHED"].groupby("schedule").size()
     summary = per_run(epochs[epochs["run_id"].isin(finished["run_id"])])
@@ -186,7 +204,13 @@ def accuracy_table(
 
 def stability_table(epochs: pd.DataFrame, preferred: Iterable[str] = ()) -> pd.DataFrame:
     """Per schedule: seed range of the final accuracy, best-minus-final gap, late regressions and
-    epochs to peak (definitions in the module docstring)."""
+    epochs to peak (definitions in the module docstring); per setting with a ``setting``
+    column, as in ``accuracy_table``."""
+    runs = epochs.drop_duplicates("run_id")
+    return _per_setting(lambda _, e, p: _stability_rows(e, p), runs, epochs, preferred)
+
+
+def _stability_rows(epochs: pd.DataFrame, preferred: Iterable[str] = ()) -> pd.DataFrame:
     summary = per_run(epochs)
     rows = []
     for schedule in order(set(summary["schedule"]), preferred):
@@ -207,13 +231,47 @@ def stability_table(epochs: pd.DataFrame, preferred: Iterable[str] = ()) -> pd.D
 # Params that are expected to differ between the runs of one comparison.
 _PER_RUN = ("seed", "run_name")
 _NOT_SETTINGS = ("tracking.", "report.", "schedule.")
+# Params a run derives from its settings (the data's sizes, the step count).
+_DERIVED = (
+    "total_steps",
+    "steps_per_epoch",
+    "num_classes",
+    "in_channels",
+    "image_size",
+    "n_train",
+    "n_val",
+    "n_test",
+)
+
+
+def setting_labels(runs: pd.DataFrame) -> pd.Series:
+    """For every run, the values of the settings in which the finished runs differ (other
+    than the seed, the schedule and its knobs, and where the runs are recorded), as
+    ``"model.width=8, optimizer.lr=0.1"``; ``""`` for all when they share one setting.
+    ``runs`` needs ``status`` and ``params`` (a dict per run)."""
+    if runs.empty:
+        return pd.Series("", index=runs.index, dtype=object)
+    params = pd.DataFrame(list(runs["params"]), index=runs.index).astype(str)
+    finished = params[runs["status"] == "FINISHED"]
+    differ = sorted(
+        c
+        for c in params
+        if c not in _PER_RUN
+        and c not in _DERIVED
+        and not c.startswith(_NOT_SETTINGS)
+        and finished[c].nunique(dropna=False) > 1
+    )
+    if not differ:
+        return pd.Series("", index=runs.index, dtype=object)
+    return params[differ].apply(lambda row: ", ".join(f"{c}={row[c]}" for c in differ), axis=1)
 
 
 def pooling_warnings(runs: pd.DataFrame) -> list[str]:
     """What makes pooling these finished runs questionable: the same schedule, seed and settings
-    run more than once (repeats count as extra samples and narrow the intervals), or runs whose
-    settings differ (other than the schedule and its knobs, or a schedule's knobs between its
-    own runs). ``runs`` needs ``schedule, seed, status, params`` (a dict per run)."""
+    run more than once (repeats count as extra samples and narrow the intervals), or runs of one
+    schedule whose knobs differ. (Runs whose other settings differ are reported per setting,
+    see ``setting_labels``.) ``runs`` needs ``schedule, seed, status, params`` (a dict per
+    run)."""
     finished = runs[runs["status"] == "FINISHED"]
     if finished.empty:
         return []
@@ -228,8 +286,6 @@ def pooling_warnings(runs: pd.DataFrame) -> list[str]:
             "counts as a separate sample, which narrows the intervals"
         )
 
-    shared = [c for c in settings if not c.startswith(_NOT_SETTINGS)]
-    differ = [c for c in shared if settings[c].nunique(dropna=False) > 1]
     knobs = [c for c in settings if c.startswith("schedule.")]
     knobs_differ = sorted(
         {
@@ -239,9 +295,9 @@ def pooling_warnings(runs: pd.DataFrame) -> list[str]:
             if group[c].nunique(dropna=True) > 1
         }
     )
-    if differ or knobs_differ:
+    if knobs_differ:
         warnings.append(
-            "runs with different settings are pooled; they differ in "
-            + ", ".join(sorted(differ) + knobs_differ)
+            "runs of one schedule with different knobs are pooled; they differ in "
+            + ", ".join(knobs_differ)
         )
     return warnings

@@ -7,6 +7,10 @@ The report of experiment ``E`` goes to ``<results>/E/``:
 - ``val_acc_curves``, ``lr_traces``, ``final_acc_per_seed`` as ``.png`` and ``.svg``;
 - ``README.md``: the tables and figures on one page.
 
+Runs that differ in more than the schedule and the seed (a grid over a base LR, two models, ...)
+are reported per setting: the tables get a ``setting`` column and each setting its own figures
+(``val_acc_curves-1.png``, ...).
+
 The folder is written aside and swapped in whole: a failed report never leaves a half-written one.
 """
 
@@ -47,17 +51,42 @@ def to_markdown(table: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, floatfmt=".2f", missingval="–") + "\n"
 
 
+FIGURES = (
+    ("val_acc_curves", "Validation accuracy per epoch"),
+    ("final_acc_per_seed", "Final validation accuracy per seed"),
+    ("lr_traces", "Learning rate per optimizer step"),
+)
+
+
+def _figures(settings: list[str]) -> str:
+    """The README's figure section: one block per setting when there are several."""
+    if len(settings) < 2:
+        return "\n".join(f"![{title}]({stem}.png)\n" for stem, title in FIGURES)
+    return "\n".join(
+        f"### Setting {i}: {setting}\n\n"
+        + "\n".join(f"![{title}]({stem}-{i}.png)\n" for stem, title in FIGURES)
+        for i, setting in enumerate(settings, 1)
+    )
+
+
 def _readme(
     data: tracking.Runs,
     sweep: str | None,
     acc: pd.DataFrame,
     stab: pd.DataFrame,
     command: str | None,
+    settings: list[str],
 ) -> str:
     n_finished = len(data.finished)
     scope = f"sweep `{sweep}`" if sweep else "all sweeps"
     made_by = f" (made by `{command}`)" if command else ""
     warnings = "".join(f"\n> **Warning:** {w}.\n" for w in analysis.pooling_warnings(data.runs))
+    if len(settings) > 1:
+        warnings += (
+            f"\nThe runs differ in more than the schedule and the seed: they are reported per "
+            f"setting ({len(settings)} settings, the `setting` column), and each schedule is "
+            "compared with `constant` within its setting.\n"
+        )
     return f"""# Report: {data.experiment}
 
 MLflow experiment `{data.experiment}`, {scope}{made_by}: {n_finished} finished runs,
@@ -74,12 +103,7 @@ Column definitions are in the project README under "The report".
 {to_markdown(stab)}
 ## Figures
 
-![Validation accuracy per epoch](val_acc_curves.png)
-
-![Final validation accuracy per seed](final_acc_per_seed.png)
-
-![Learning rate per optimizer step](lr_traces.png)
-"""
+{_figures(settings)}"""
 
 
 def write(
@@ -93,10 +117,12 @@ def write(
             f"({len(data.runs)} runs in all)"
         )
     preferred = list(schedules.SCHEDULES)
+    runs = data.runs.assign(setting=analysis.setting_labels(data.runs))
     finished_epochs = data.epochs[data.epochs["run_id"].isin(data.finished["run_id"])]
-    acc = analysis.accuracy_table(data.runs, finished_epochs, preferred)
+    finished_epochs = finished_epochs.merge(runs[["run_id", "setting"]], on="run_id")
+    acc = analysis.accuracy_table(runs, finished_epochs, preferred)
     stab = analysis.stability_table(finished_epochs, preferred)
-    order = list(acc.loc[acc["n_runs"] > 0, "schedule"])
+    settings = sorted(finished_epochs["setting"].unique())
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -106,14 +132,19 @@ def write(
         stab.to_csv(staging / "stability.csv", index=False)
         (staging / "accuracy.md").write_text(to_markdown(acc))
         (staging / "stability.md").write_text(to_markdown(stab))
-        plots.save(plots.val_acc_curves(finished_epochs, order), staging, "val_acc_curves")
-        plots.save(plots.lr_traces(data.lr, order), staging, "lr_traces")
-        plots.save(
-            plots.final_acc_per_seed(analysis.per_run(finished_epochs), order),
-            staging,
-            "final_acc_per_seed",
-        )
-        (staging / "README.md").write_text(_readme(data, sweep, acc, stab, command))
+        for i, setting in enumerate(settings, 1):
+            suffix = f"-{i}" if len(settings) > 1 else ""
+            epochs = finished_epochs[finished_epochs["setting"] == setting]
+            lr = data.lr[data.lr["run_id"].isin(epochs["run_id"])]
+            order = analysis.order(set(epochs["schedule"]), preferred)
+            plots.save(plots.val_acc_curves(epochs, order), staging, f"val_acc_curves{suffix}")
+            plots.save(plots.lr_traces(lr, order), staging, f"lr_traces{suffix}")
+            plots.save(
+                plots.final_acc_per_seed(analysis.per_run(epochs), order),
+                staging,
+                f"final_acc_per_seed{suffix}",
+            )
+        (staging / "README.md").write_text(_readme(data, sweep, acc, stab, command, settings))
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report is not
@@ -148,6 +179,7 @@ def terminal_tables(report: Report) -> tuple[pd.DataFrame, pd.DataFrame]:
     acc = report.accuracy
     compact = pd.DataFrame(
         {
+            **({"setting": acc["setting"]} if "setting" in acc else {}),
             "schedule": acc["schedule"],
             "runs": acc["n_runs"],
             "final val acc % [95% CI]": [

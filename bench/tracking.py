@@ -45,9 +45,9 @@ EPOCH_METRICS = ("val_acc", "val_loss")
 #
 # Ctrl-C (SIGINT) or SIGTERM raised in the middle of a SQLAlchemy transaction can leave the
 # transaction open and SQLite's lock held, so that the next write (marking the run KILLED) fails
-# with "database is locked". Every function here that touches the store therefore holds these
+# with "database is locked". Every function here that writes to the store therefore holds these
 # signals back while it runs and delivers them, to whatever handler was there, once the call is
-# over.
+# over. (Reads are left interruptible: a long report stops at once on Ctrl-C.)
 
 _DEFERRED = (signal.SIGINT, signal.SIGTERM)
 _held = threading.local()
@@ -243,7 +243,6 @@ class Runs:
         return self.runs[self.runs["status"] == "FINISHED"]
 
 
-@_store_call
 def experiment_names(uri: str) -> list[str]:
     return [e.name for e in MlflowClient(uri).search_experiments()]
 
@@ -273,7 +272,6 @@ def _experiment_id(client: MlflowClient, uri: str, experiment: str) -> str:
     return found.experiment_id
 
 
-@_store_call
 def latest_sweep(uri: str, experiment: str) -> str:
     """The id of the experiment's most recently started sweep."""
     client = MlflowClient(uri)
@@ -289,7 +287,6 @@ def latest_sweep(uri: str, experiment: str) -> str:
     return found[0].info.run_id
 
 
-@_store_call
 def check_sweep(uri: str, experiment: str, run_id: str) -> str:
     """``run_id`` if it is a sweep's parent run in ``experiment``; else LookupError."""
     client = MlflowClient(uri)
@@ -306,12 +303,10 @@ def check_sweep(uri: str, experiment: str, run_id: str) -> str:
     return run_id
 
 
-@_store_call
 def run_params(uri: str, run_id: str) -> dict[str, str]:
     return dict(MlflowClient(uri).get_run(run_id).data.params)
 
 
-@_store_call
 def sweep_runs(uri: str, experiment_id: str, sweep: str) -> pd.DataFrame:
     """``run_id, run_name, status, overrides, error`` of a sweep's runs."""
     client = MlflowClient(uri)
@@ -330,7 +325,6 @@ def sweep_runs(uri: str, experiment_id: str, sweep: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run_id", "run_name", "status", "overrides", "error"])
 
 
-@_store_call
 def load_runs(uri: str, experiment: str, sweep: str | None = None) -> Runs:
     """Read an experiment's runs (or one sweep's) back from MLflow as tidy frames.
 

@@ -173,7 +173,7 @@ def test_repeated_runs_are_flagged():
     ]
 
 
-def test_different_settings_are_named():
+def test_different_knobs_of_one_schedule_are_named():
     runs = pooled(
         ("step", 0, {}),
         ("step", 1, {"optimizer.lr": "0.1"}),
@@ -181,5 +181,45 @@ def test_different_settings_are_named():
         ("polynomial", 0, {}),
     )
     assert analysis.pooling_warnings(runs) == [
-        "runs with different settings are pooled; they differ in optimizer.lr, schedule.gamma"
+        "runs of one schedule with different knobs are pooled; they differ in schedule.gamma"
     ]
+
+
+def test_settings_name_what_differs_besides_schedule_and_seed():
+    runs = pooled(
+        ("step", 0, {"n_train": "100"}),
+        ("step", 1, {"optimizer.lr": "0.1", "n_train": "200"}),
+        ("polynomial", 0, {"schedule.power": "2.0"}),
+    )
+    assert list(analysis.setting_labels(runs)) == [
+        "optimizer.lr=0.05",
+        "optimizer.lr=0.1",
+        "optimizer.lr=0.05",
+    ]
+    assert set(analysis.setting_labels(pooled(("step", 0, {}), ("cosine", 1, {})))) == {""}
+
+
+def test_tables_per_setting_compare_within_the_setting(frames):
+    runs, epochs = frames
+    # The same curves again under a second setting, every accuracy 0.1 lower.
+    runs2 = runs.assign(run_id=runs["run_id"] + "b", test_acc=runs["test_acc"] - 0.1)
+    epochs2 = epochs.assign(run_id=epochs["run_id"] + "b", val_acc=epochs["val_acc"] - 0.1)
+    both_runs = pd.concat([runs.assign(setting="lr=0.1"), runs2.assign(setting="lr=0.2")])
+    both_epochs = pd.concat([epochs.assign(setting="lr=0.1"), epochs2.assign(setting="lr=0.2")])
+    table = analysis.accuracy_table(both_runs, both_epochs)
+    assert list(table.columns[:2]) == ["setting", "schedule"]
+    assert table[["setting", "schedule"]].values.tolist() == [
+        ["lr=0.1", "constant"],
+        ["lr=0.1", "cosine"],
+        ["lr=0.2", "constant"],
+        ["lr=0.2", "cosine"],
+    ]
+    alone = analysis.accuracy_table(runs, epochs)
+    first, second = table.iloc[:2].reset_index(drop=True), table.iloc[2:].reset_index(drop=True)
+    diff = "diff_vs_constant_mean"
+    assert first[diff].tolist() == pytest.approx(alone[diff].tolist(), nan_ok=True)
+    assert second[diff].tolist() == pytest.approx(alone[diff].tolist(), nan_ok=True)
+    shifted = second["final_val_acc_mean"] + 0.1
+    assert shifted.tolist() == pytest.approx(alone["final_val_acc_mean"].tolist())
+    stability = analysis.stability_table(both_epochs)
+    assert stability["setting"].tolist() == ["lr=0.1", "lr=0.1", "lr=0.2", "lr=0.2"]

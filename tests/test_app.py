@@ -364,3 +364,30 @@ def test_transfer_study_starts_from_the_source_runs_weights(cifar_archive, tmp_p
         assert r.info.status == "FINISHED"
         assert r.data.params["model.weights"] == str(weights)
         assert r.data.params["num_classes"] == "5"
+
+
+def test_a_grid_over_a_setting_is_reported_per_setting(tmp_path):
+    result = run(
+        "bench",
+        "schedule=constant,cosine",
+        "seed=0,1",
+        "optimizer.lr=0.05,0.1",
+        "trainer.max_epochs=1",
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tmp_path / "results" / "digits"
+    accuracy = pd.read_csv(folder / "accuracy.csv")
+    assert accuracy[["setting", "schedule", "n_runs"]].values.tolist() == [
+        ["optimizer.lr=0.05", "constant", 2],
+        ["optimizer.lr=0.05", "cosine", 2],
+        ["optimizer.lr=0.1", "constant", 2],
+        ["optimizer.lr=0.1", "cosine", 2],
+    ]
+    assert pd.read_csv(folder / "stability.csv")["setting"].nunique() == 2
+    for stem in ("val_acc_curves", "lr_traces", "final_acc_per_seed"):
+        assert {f"{stem}-1.png", f"{stem}-2.png"} <= {p.name for p in folder.iterdir()}
+    readme = (folder / "README.md").read_text()
+    assert "### Setting 2: optimizer.lr=0.1" in readme and "reported per setting" in readme
+    assert "optimizer.lr=0.1" in result.stdout  # the terminal table names the setting

@@ -61,3 +61,19 @@ def test_adamw_is_the_other_optimizer(store):
     run = store.search_runs([store.get_experiment_by_name("digits").experiment_id])[0]
     assert run.data.params["optimizer._target_"] == "torch.optim.AdamW"
     assert {m.value for m in store.get_metric_history(run.info.run_id, "lr")} == {0.001}
+
+
+def test_backbone_lr_is_scaled_and_logged_beside_the_heads(store):
+    train(compose_run("trainer.max_epochs=1", "finetune.backbone_lr_mult=0.1"))
+    run = store.search_runs([store.get_experiment_by_name("digits").experiment_id])[0]
+    head = sorted(store.get_metric_history(run.info.run_id, "lr"), key=lambda m: m.step)
+    body = sorted(store.get_metric_history(run.info.run_id, "lr_backbone"), key=lambda m: m.step)
+    assert [m.step for m in body] == [m.step for m in head] == list(range(18))
+    assert head[0].value == pytest.approx(0.05)  # cosine from the base LR
+    assert [b.value for b in body] == pytest.approx([0.1 * h.value for h in head])
+
+
+def test_one_lr_is_logged_without_a_backbone_multiplier(store):
+    train(compose_run("trainer.max_epochs=1"))
+    run = store.search_runs([store.get_experiment_by_name("digits").experiment_id])[0]
+    assert store.get_metric_history(run.info.run_id, "lr_backbone") == []

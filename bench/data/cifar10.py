@@ -51,10 +51,8 @@ class CIFAR10DataModule(ImageDataModule):
         ]
 
     @classmethod
-    def index(cls, root: Path, download: bool = False, **kw) -> Index:
+    def index(cls, root: Path, **kw) -> Index:
         missing = cls.missing(root)
-        if missing and download:
-            return Index(np.repeat(np.arange(10), 5000), np.repeat(np.arange(10), 1000), CLASSES)
         if missing:
             raise DataError(
                 f"data.root: CIFAR-10 is not in {Path(root).resolve()}: looked for "
@@ -82,17 +80,3 @@ class CIFAR10DataModule(ImageDataModule):
     def read(self, split: str, keep: np.ndarray) -> np.ndarray:
         names = tuple(TRAIN_FILES if split == "train" else TEST_FILES)
         return _read_batches(self.folder(self.root), names)[0][keep]
-
-
-CLASSES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]

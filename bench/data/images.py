@@ -125,7 +125,13 @@ class ImageDataModule(pl.LightningDataModule):
         if self.splits:
             return
         index = self.index(self.root)
-        found = _split_problems(index, vars(self) | {"classes": self.keep})
+        knobs = {
+            "classes": self.keep,
+            "val_size": self.val_size,
+            "train_per_class": self.train_per_class,
+            "test_per_class": self.test_per_class,
+        }
+        found = _split_problems(index, knobs)
         if found:
             raise DataError("; ".join(found))
         train, val, test, self.classes = plan(
