@@ -276,6 +276,8 @@ def test_interrupted_sweep_marks_run_and_parent_killed(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # Ctrl-C must reach it even when this test runs in a background job, which ignores it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = threading.Timer(300, proc.kill)  # a hang fails the test instead of stalling it
     deadline.start()

@@ -8,6 +8,15 @@ import pytest
 from bench import tracking
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Python's own Ctrl-C handler, whatever this process inherited (a job started in the
+    background of a shell ignores SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_signals_wait_for_the_store_call_to_end():
     done = []
     with pytest.raises(KeyboardInterrupt):
