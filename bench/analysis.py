@@ -16,6 +16,9 @@ Definitions (also in the README):
   the previous epoch's, counted per run and averaged.
 - epochs to peak: the first epoch whose val acc is within ``PEAK_TOLERANCE`` of the run's best,
   averaged over runs.
+- snapshot ensemble (runs with warm restarts): the accuracy of the mean softmax of the weights
+  kept at the end of every cycle; its gain is ensemble minus single (final) model, paired by run,
+  with Student's t interval of the mean gain. Same training; ``n_snapshots`` times the inference.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from bench.schedules import SCHEDULE_FREE
 
 BASELINE = "constant"
 CONFIDENCE = 0.95
@@ -44,6 +49,21 @@ ACCURACY_COLUMNS = [
     "diff_vs_constant_mean",
     "diff_vs_constant_ci_low",
     "diff_vs_constant_ci_high",
+]
+ENSEMBLE_COLUMNS = [
+    "schedule",
+    "n_runs",
+    "n_snapshots",
+    "final_val_acc_mean",
+    "val_acc_ensemble_mean",
+    "ensemble_gain_val_mean",
+    "ensemble_gain_val_ci_low",
+    "ensemble_gain_val_ci_high",
+    "test_acc_mean",
+    "test_acc_ensemble_mean",
+    "ensemble_gain_test_mean",
+    "ensemble_gain_test_ci_low",
+    "ensemble_gain_test_ci_high",
 ]
 STABILITY_COLUMNS = [
     "schedule",
@@ -228,6 +248,46 @@ def _stability_rows(epochs: pd.DataFrame, preferred: Iterable[str] = ()) -> pd.D
     return pd.DataFrame(rows, columns=STABILITY_COLUMNS)
 
 
+def ensemble_table(
+    runs: pd.DataFrame, epochs: pd.DataFrame, preferred: Iterable[str] = ()
+) -> pd.DataFrame:
+    """Per schedule whose finished runs kept snapshots: the single (final) model against the
+    snapshot ensemble on validation and test, and the gain with a 95% CI over runs (paired:
+    each run is its own single model). ``runs`` needs ``val_acc_ensemble, test_acc_ensemble,
+    n_snapshots`` (``bench.tracking.load_runs``); per setting as in ``accuracy_table``; empty
+    when no run kept snapshots."""
+    return _per_setting(_ensemble_rows, runs, epochs, preferred)
+
+
+def _ensemble_rows(
+    runs: pd.DataFrame, epochs: pd.DataFrame, preferred: Iterable[str] = ()
+) -> pd.DataFrame:
+    kept = runs[(runs["status"] == "FINISHED") & (runs["n_snapshots"] > 0)]
+    summary = per_run(epochs[epochs["run_id"].isin(kept["run_id"])])
+    summary = summary.merge(
+        kept[["run_id", "test_acc", "val_acc_ensemble", "test_acc_ensemble", "n_snapshots"]],
+        on="run_id",
+    )
+    rows = []
+    for schedule in order(set(summary["schedule"]), preferred):
+        group = summary[summary["schedule"] == schedule]
+        row = {"schedule": schedule, "n_runs": len(group)}
+        counts = sorted(group["n_snapshots"].unique())
+        row["n_snapshots"] = counts[0] if len(counts) == 1 else math.nan
+        for split, single in (("val", "final_val_acc"), ("test", "test_acc")):
+            gain = (group[f"{split}_acc_ensemble"] - group[single]).to_numpy(dtype=float)
+            low, high = mean_ci(gain)
+            row |= {
+                f"{single}_mean": group[single].mean(),
+                f"{split}_acc_ensemble_mean": group[f"{split}_acc_ensemble"].mean(),
+                f"ensemble_gain_{split}_mean": gain.mean(),
+                f"ensemble_gain_{split}_ci_low": low,
+                f"ensemble_gain_{split}_ci_high": high,
+            }
+        rows.append(row)
+    return pd.DataFrame(rows, columns=ENSEMBLE_COLUMNS)
+
+
 # Params that are expected to differ between the runs of one comparison.
 _PER_RUN = ("seed", "run_name")
 _NOT_SETTINGS = ("tracking.", "report.", "schedule.")
@@ -248,10 +308,18 @@ def setting_labels(runs: pd.DataFrame) -> pd.Series:
     """For every run, the values of the settings in which the finished runs differ (other
     than the seed, the schedule and its knobs, and where the runs are recorded), as
     ``"model.width=8, optimizer.lr=0.1"``; ``""`` for all when they share one setting.
+
+    A schedule-free optimizer stands in for a schedule (``bench.schedules.SCHEDULE_FREE``): its
+    ``optimizer.*`` params are its knobs, like a schedule's, so its runs sit beside the
+    schedules' instead of making a setting of their own. A param that some runs lack (one that
+    a later version of bench added, say) is compared among the runs that have it.
     ``runs`` needs ``status`` and ``params`` (a dict per run)."""
     if runs.empty:
         return pd.Series("", index=runs.index, dtype=object)
-    params = pd.DataFrame(list(runs["params"]), index=runs.index).astype(str)
+    params = pd.DataFrame(list(runs["params"]), index=runs.index)
+    schedule_free = params.get("optimizer._target_", pd.Series(dtype=object)).isin(SCHEDULE_FREE)
+    optimizer_keys = [c for c in params if c.startswith("optimizer.")]
+    params.loc[schedule_free.reindex(params.index, fill_value=False), optimizer_keys] = None
     finished = params[runs["status"] == "FINISHED"]
     differ = sorted(
         c
@@ -259,11 +327,13 @@ def setting_labels(runs: pd.DataFrame) -> pd.Series:
         if c not in _PER_RUN
         and c not in _DERIVED
         and not c.startswith(_NOT_SETTINGS)
-        and finished[c].nunique(dropna=False) > 1
+        and finished[c].dropna().astype(str).nunique() > 1
     )
     if not differ:
         return pd.Series("", index=runs.index, dtype=object)
-    return params[differ].apply(lambda row: ", ".join(f"{c}={row[c]}" for c in differ), axis=1)
+    return params[differ].apply(
+        lambda row: ", ".join(f"{c}={row[c]}" for c in differ if pd.notna(row[c])), axis=1
+    )
 
 
 def pooling_warnings(runs: pd.DataFrame) -> list[str]:

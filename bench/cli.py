@@ -2,7 +2,8 @@
 one job.
 
 - ``bench-train``: one run (or a grid with ``-m``) from ``conf/train.yaml``;
-- ``bench``: the same application on ``conf/sweep.yaml``, always a multirun, report at the end.
+- ``bench``: the same application on ``conf/sweep.yaml``, always a multirun, report at the end;
+- ``bench-lr-find``: the LR range test (``bench.lr_find``) on ``conf/lr_find.yaml``.
 
 The task turns Hydra's config into plain data, says where the run records (the sweep's store and
 parent run, or its own store) and hands it to ``bench.run.train``. Before Hydra starts, an
@@ -61,6 +62,28 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
         raise
 
 
+def lr_find_task(cfg: DictConfig) -> None:
+    """The Hydra task of ``bench-lr-find``: one LR range test."""
+    from bench import lr_find
+
+    hc = HydraConfig.get()
+    launch_dir = Path(hc.runtime.cwd)
+    config = bench_config.resolve_paths(run_config(cfg), launch_dir)
+    uri = tracking.resolve_uri(config["tracking"]["uri"], cwd=launch_dir)
+    experiment_id = tracking.ensure_experiment(uri, config["tracking"]["experiment"])
+    found = lr_find.run(
+        config,
+        tracking_uri=uri,
+        experiment_id=experiment_id,
+        output_dir=hc.runtime.output_dir,
+        overrides=list(hc.overrides.task),
+    )
+    shown = found.assign(suggested_lr=found["suggested_lr"].map("{:.3g}".format))
+    print("\nSuggested base LR (optimizer.lr) per schedule:")
+    print(shown.to_markdown(index=False, tablefmt="simple", disable_numparse=True))
+    print(f"\nCurve, figure and suggestions in {hc.runtime.output_dir}")
+
+
 def unknown_key_message(config_name: str, overrides: list[str]) -> str | None:
     """If an override names a key the config does not have, a message listing the keys there are
     (Hydra's own error names the key but not the alternatives); else None."""
@@ -117,6 +140,7 @@ def _preflight(config_name: str) -> None:
 _hydra = dict(version_base="1.3", config_path=str(CONFIG_DIR))
 _train_app = hydra.main(config_name="train", **_hydra)(task)
 _sweep_app = hydra.main(config_name="sweep", **_hydra)(task)
+_lr_find_app = hydra.main(config_name="lr_find", **_hydra)(lr_find_task)
 
 _NO_RUN_FLAGS = {
     "-h",
@@ -144,3 +168,9 @@ def sweep_main() -> None:
         sys.argv.insert(1, "--multirun")
     _preflight("sweep")
     _sweep_app()
+
+
+def lr_find_main() -> None:
+    """``bench-lr-find``: the LR range test."""
+    _preflight("lr_find")
+    _lr_find_app()

@@ -17,12 +17,27 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import numbers
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from bench import schedules
+from bench.rules import (
+    BOOLEAN,
+    COUNT,
+    COUNT_OR_NULL,
+    MOMENTUM,
+    NAME,
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    OPEN_FRACTION,
+    POSITIVE,
+    Rule,
+    integer,
+    number,
+    one_of,
+    or_null,
+)
 
 
 class ConfigError(ValueError):
@@ -33,29 +48,7 @@ class ConfigError(ValueError):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def _number(x: Any) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def _integer(x: Any) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-# (test, description of the allowed values)
-Rule = tuple[Callable[[Any], bool], str]
-
-POSITIVE: Rule = (lambda x: _number(x) and x > 0, "a number > 0")
-NON_NEGATIVE: Rule = (lambda x: _number(x) and x >= 0, "a number >= 0")
-FRACTION: Rule = (lambda x: _number(x) and 0 <= x <= 1, "a number in [0, 1]")
-OPEN_FRACTION: Rule = (lambda x: _number(x) and 0 < x < 1, "a number in (0, 1)")
-DECAY: Rule = (lambda x: _number(x) and 0 < x <= 1, "a number in (0, 1]")
-MOMENTUM: Rule = (lambda x: _number(x) and 0 <= x < 1, "a number in [0, 1)")
-COUNT: Rule = (lambda x: _integer(x) and x >= 1, "an integer >= 1")
-COUNT_OR_NULL: Rule = (lambda x: x is None or COUNT[0](x), "null or an integer >= 1")
-NON_NEGATIVE_INT: Rule = (lambda x: _integer(x) and x >= 0, "an integer >= 0")
-SEED: Rule = (lambda x: _integer(x) and x >= 0, "an integer >= 0")
-BOOLEAN: Rule = (lambda x: isinstance(x, bool), "true or false")
-NAME: Rule = (lambda x: isinstance(x, str) and x.strip() != "", "a non-empty string")
+SEED: Rule = NON_NEGATIVE_INT
 FOLDER_NAME: Rule = (
     lambda x: NAME[0](x) and x not in (".", "..") and not any(c in x for c in "/\\"),
     "a non-empty name without '/' or '\\', not '.' or '..' (it names a report folder)",
@@ -64,26 +57,13 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 STEMS = ("imagenet", "cifar")
 NORMALIZE = ("train", "imagenet")
 
-
-def one_of(*allowed: str) -> Rule:
-    return (lambda x: x in allowed, ", ".join(allowed))
-
-
 BLOCKS: Rule = (
     lambda x: isinstance(x, list | tuple) and len(x) >= 1 and all(COUNT[0](b) for b in x),
     "a list of integers >= 1, blocks per stage, e.g. [2, 2, 2, 2]",
 )
-MILESTONES: Rule = (
-    lambda x: (
-        isinstance(x, list | tuple)
-        and all(_number(m) and 0 <= m <= 1 for m in x)
-        and list(x) == sorted(x)
-    ),
-    "a sorted list of fractions of training in [0, 1], e.g. [0.5, 0.75]",
-)
 BETAS: Rule = (
     lambda x: (
-        isinstance(x, list | tuple) and len(x) == 2 and all(_number(b) and 0 <= b < 1 for b in x)
+        isinstance(x, list | tuple) and len(x) == 2 and all(number(b) and 0 <= b < 1 for b in x)
     ),
     "two numbers in [0, 1), e.g. [0.9, 0.999]",
 )
@@ -121,26 +101,25 @@ OPTIONAL: dict[str, Rule] = {
     "model.width": COUNT,
     "model.blocks": BLOCKS,
     "model.weights": NAME,
+    "model.label_smoothing": (lambda x: number(x) and 0 <= x < 1, "a number in [0, 1)"),
+    "optimizer.wd_norm_and_bias": BOOLEAN,
+    "optimizer.wd_coupled": BOOLEAN,
+    "optimizer.bn_batches": COUNT,
+    "lr_find.min_lr": POSITIVE,
+    "lr_find.max_lr": POSITIVE,
+    "lr_find.steps": COUNT,
+    "lr_find.early_stop_threshold": or_null(POSITIVE),
     "finetune.freeze_epochs": NON_NEGATIVE_INT,
     "finetune.backbone_lr_mult": POSITIVE,
 }
 
-# Keys under `trainer` that bench reads itself; the others go to Lightning's Trainer.
+# Keys that bench reads itself; the others go to the class the node builds.
 OWN_TRAINER_KEYS = ("channels_last",)
+OWN_MODEL_KEYS = ("label_smoothing",)
+OWN_OPTIMIZER_KEYS = ("wd_norm_and_bias", "wd_coupled", "bn_batches")  # see bench.optim
 
 # Model arguments that the data decides.
 FROM_DATA = ("num_classes", "in_channels", "image_size")
-
-SCHEDULE_KNOBS: dict[str, Rule] = {
-    "warmup_fraction": FRACTION,
-    "min_lr_ratio": FRACTION,
-    "milestones": MILESTONES,
-    "gamma": DECAY,
-    "cycles": COUNT,
-    "cycle_mult": (lambda x: _number(x) and x >= 1, "a number >= 1"),
-    "cycle_decay": DECAY,
-    "power": POSITIVE,
-}
 
 _MISSING = object()
 
@@ -175,10 +154,18 @@ def problems(cfg: Mapping[str, Any]) -> list[str]:
             if key in model
         ]
     freeze, epochs = _get(cfg, "finetune.freeze_epochs"), _get(cfg, "trainer.max_epochs")
-    if _integer(freeze) and _integer(epochs) and 0 < epochs <= freeze:
+    if integer(freeze) and integer(epochs) and 0 < epochs <= freeze:
         found.append(
             f"finetune.freeze_epochs: got {freeze} with trainer.max_epochs={epochs}; allowed: "
             "fewer epochs than training has (the backbone would never train)"
+        )
+
+    found += _schedule_free_problems(cfg)
+    low, high = _get(cfg, "lr_find.min_lr"), _get(cfg, "lr_find.max_lr")
+    if number(low) and number(high) and 0 < high <= low:
+        found.append(
+            f"lr_find.max_lr: got {high} with lr_find.min_lr={low}; allowed: a number above "
+            "lr_find.min_lr"
         )
 
     schedule = _get(cfg, "schedule")
@@ -189,7 +176,7 @@ def problems(cfg: Mapping[str, Any]) -> list[str]:
         if name not in schedules.SCHEDULES:
             found.append(f"schedule.name: got {name!r}; allowed: {', '.join(schedules.SCHEDULES)}")
         else:
-            allowed = schedules.knobs(name)
+            allowed = schedules.rules(name)
             for knob, value in schedule.items():
                 if knob == "name":
                     continue
@@ -199,8 +186,29 @@ def problems(cfg: Mapping[str, Any]) -> list[str]:
                         f"allowed: {', '.join(allowed)}"
                     )
                 else:
-                    found.append(_check(f"schedule.{knob}", value, SCHEDULE_KNOBS[knob]))
+                    found.append(_check(f"schedule.{knob}", value, allowed[knob]))
     return [p for p in found if p is not None]
+
+
+def _schedule_free_problems(cfg: Mapping[str, Any]) -> list[str]:
+    target = _get(cfg, "optimizer._target_")
+    if target not in schedules.SCHEDULE_FREE:
+        return []
+    found = []
+    name = _get(cfg, "schedule.name")
+    if name != "constant" and name in schedules.SCHEDULES:
+        found.append(
+            f"schedule.name: got {name!r} with the schedule-free optimizer {target}; allowed: "
+            "constant (the optimizer replaces the schedule; warm up with "
+            "schedule.warmup_fraction)"
+        )
+    momentum = _get(cfg, "optimizer.momentum")
+    if target == "schedulefree.SGDScheduleFree" and number(momentum) and momentum == 0:
+        found.append(
+            f"optimizer.momentum: got 0 with {target}; allowed: a number in (0, 1) "
+            "(its averaging needs momentum)"
+        )
+    return found
 
 
 # Keys Hydra reads itself when it instantiates a ``_target_`` node.
@@ -241,7 +249,9 @@ def argument_problems(cfg: Mapping[str, Any]) -> list[str]:
         except Exception as e:
             found.append(f"{field}._target_: cannot import {node['_target_']!r} ({e})")
             continue
-        found += _unknown_arguments(field, list(node), target, node["_target_"])
+        own = {"model": OWN_MODEL_KEYS, "optimizer": OWN_OPTIMIZER_KEYS}.get(field, ())
+        keys = [k for k in node if k not in own]
+        found += _unknown_arguments(field, keys, target, node["_target_"])
 
     trainer = cfg.get("trainer")
     if isinstance(trainer, Mapping):
@@ -313,7 +323,8 @@ def _weights_problems(model_json: str, in_channels: int) -> tuple[str, ...]:
     model = json.loads(model_json)
     try:
         # The head is never loaded, so any class count and image size will do for the check.
-        models.build(model, num_classes=2, in_channels=in_channels, image_size=32)
+        knobs = {k: v for k, v in model.items() if k not in OWN_MODEL_KEYS}
+        models.build(knobs, num_classes=2, in_channels=in_channels, image_size=32)
     except models.WeightsError as e:
         return (str(e),)
     return ()

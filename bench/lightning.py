@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -15,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
+from bench import ensemble, optim
 from bench.tracking import RunRecorder
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,16 @@ class Classifier(pl.LightningModule):
 
     ``channels_last`` keeps the weights and the inputs in NHWC memory order, which the CPU's
     oneDNN and the GPU's cuDNN convolutions run faster.
+
+    ``label_smoothing`` smooths the training loss's targets; validation and test losses are plain
+    cross-entropy. Weight decay per parameter group, with or without decay on norms and biases
+    and coupled to the LR or not: ``bench.optim``.
+
+    A schedule-free optimizer (``bench.optim.is_schedule_free``) is switched to its training
+    weights for every training epoch and to its evaluation weights for validation and test,
+    where the BatchNorm statistics are first recomputed on ``bn_batches`` training batches under
+    the evaluation weights, as the optimizer's authors require: the accuracies recorded, and the
+    weights saved at the end, are those of the evaluation weights.
     """
 
     def __init__(
@@ -48,6 +61,10 @@ class Classifier(pl.LightningModule):
         freeze_epochs: int = 0,
         backbone_lr_mult: float = 1.0,
         channels_last: bool = False,
+        label_smoothing: float = 0.0,
+        wd_norm_and_bias: bool = True,
+        wd_coupled: bool = False,
+        bn_batches: int = 50,
     ):
         super().__init__()
         self.net = net
@@ -60,6 +77,10 @@ class Classifier(pl.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
+        self.label_smoothing = label_smoothing
+        self.wd_norm_and_bias = wd_norm_and_bias
+        self.wd_coupled = wd_coupled
+        self.bn_batches = bn_batches
 
     def backbone(self) -> list[tuple[str, nn.Module]]:
         """The net's modules outside the head."""
@@ -85,6 +106,37 @@ class Classifier(pl.LightningModule):
         frozen = self.current_epoch < self.freeze_epochs
         if frozen != self.frozen:
             self.freeze_backbone(frozen)
+        self.optimizer_mode("train")
+
+    # Schedule-free optimizers: training weights to train, evaluation weights to evaluate.
+
+    def optimizer_mode(self, mode: str) -> None:
+        """Switch a schedule-free optimizer to its ``train`` or ``eval`` weights (no-op for the
+        others); entering ``eval`` recomputes the BatchNorm statistics for those weights."""
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        for optimizer in optimizers:
+            if not optim.is_schedule_free(optimizer):
+                continue
+            was_training = optimizer.param_groups[0]["train_mode"]
+            getattr(optimizer, mode)()
+            if mode == "eval" and was_training and not self.frozen:
+                # (Frozen, the backbone keeps its loaded statistics and the head has none.)
+                # The same batches every time, drawn without moving the training order.
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(optim.BN_SEED)
+                    loader = self.trainer.datamodule.train_dataloader()
+                    batches = prepared_batches(self, loader, self.bn_batches)
+                optim.recalibrate_batchnorm(self, [x for x, _ in batches])
+
+    def on_validation_epoch_start(self) -> None:
+        self.optimizer_mode("eval")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.state.fn == "fit":
+            self.optimizer_mode("train")
+
+    def on_test_epoch_start(self) -> None:
+        self.optimizer_mode("eval")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -94,7 +146,8 @@ class Classifier(pl.LightningModule):
     def _step(self, batch, stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        smoothing = self.label_smoothing if stage == "train" else 0.0
+        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         acc = (logits.argmax(dim=1) == y).float().mean()
         on_step = stage == "train"
         self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=on_step)
@@ -113,21 +166,82 @@ class Classifier(pl.LightningModule):
 
     def configure_optimizers(self):
         self.total_steps = int(self.trainer.estimated_stepping_batches)
+        # The head's group(s) first: the first group's LR is the one logged as `lr`.
         if self.backbone_lr_mult == 1:
-            optimizer = self.optimizer_factory(params=self.parameters())
-        else:  # the head's group first: it is the one whose LR is logged as `lr`
-            head = list(self.net.fc.parameters())
-            groups = [{"params": head}, {"params": self.backbone_parameters()}]
-            optimizer = self.optimizer_factory(params=groups)
-            optimizer.param_groups[1]["lr"] = optimizer.defaults["lr"] * self.backbone_lr_mult
-        total, base, schedule = self.total_steps, optimizer.defaults["lr"], self.schedule
+            parts = [(list(self.parameters()), 1.0)]
+        else:
+            parts = [(list(self.net.fc.parameters()), 1.0)]
+            parts += [(self.backbone_parameters(), self.backbone_lr_mult)]
+        optimizer = self.optimizer_factory(params=optim.param_groups(parts, self.wd_norm_and_bias))
+        base = optimizer.defaults["lr"]
+        for group in optimizer.param_groups:
+            group["lr"] = base * group["lr_mult"]
+        total, schedule = self.total_steps, self.schedule
         # LambdaLR scales each param group's own LR by schedule / base, so groups with different
         # LRs keep their ratio while the default group follows the schedule exactly.
         scheduler = LambdaLR(optimizer, lambda t: schedule(t, total) / base)
+        if self.wd_coupled:
+            optim.couple_weight_decay(optimizer)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
         }
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        scheduler.step()
+        if self.wd_coupled:
+            optim.couple_weight_decay(scheduler.optimizer)
+
+
+def prepared_batches(module: pl.LightningModule, loader, n: int | None = None) -> list:
+    """The first ``n`` (default: all) batches of ``loader`` on the module's device, prepared by
+    the datamodule as for evaluation (normalised, not augmented)."""
+    datamodule = module.trainer.datamodule
+    out = []
+    for batch in itertools.islice(loader, n):
+        batch = module.transfer_batch_to_device(batch, module.device, 0)
+        out.append(datamodule.on_after_batch_transfer(batch, 0))
+    return out
+
+
+class Snapshots(Callback):
+    """A snapshot ensemble's members: the net's weights after each optimizer step that
+    ``steps(T)`` lists for a run of ``T`` steps, saved to ``folder`` (``snapshot-<i>-step<t>.pt``)
+    and as the run's artifacts under ``snapshots/``. ``accuracy(split)`` evaluates them together
+    once training is over."""
+
+    def __init__(self, steps: Callable[[int], list[int]], folder: Path, recorder: RunRecorder):
+        self.steps_for = steps
+        self.folder = Path(folder)
+        self.recorder = recorder
+        self.steps: set[int] = set()
+        self.paths: list[Path] = []
+        self._step_before = 0
+
+    def on_fit_start(self, trainer, pl_module):
+        self.steps = set(self.steps_for(pl_module.total_steps))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._step_before = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = self._step_before
+        if trainer.global_step > step and step in self.steps:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / ensemble.snapshot_name(len(self.paths), step)
+            torch.save(
+                {k: v.detach().cpu().clone() for k, v in pl_module.net.state_dict().items()}, path
+            )
+            self.recorder.log_artifact(path, ensemble.SNAPSHOT_DIR)
+            self.paths.append(path)
+
+    def accuracy(self, trainer, module: Classifier, split: str) -> float:
+        """The ensemble's accuracy on ``split`` (``val`` or ``test``)."""
+        loader = getattr(trainer.datamodule, f"{split}_dataloader")()
+        with trainer.precision_plugin.forward_context():
+            return ensemble.ensemble_accuracy(
+                module.net, self.paths, prepared_batches(module, loader)
+            )
 
 
 class MlflowRecorder(Callback):
@@ -135,7 +249,8 @@ class MlflowRecorder(Callback):
 
     Per optimizer step (step = 0-based optimizer step; buffered, written once per epoch):
     ``lr``, the LR the step used (the head's, when the backbone has its own), ``lr_backbone``
-    when it differs, and ``train_loss_step``, the loss of the batch that stepped.
+    when it differs, ``weight_decay`` when it is coupled to the LR (the first group's), and
+    ``train_loss_step``, the loss of the batch that stepped.
     Per epoch (step = epoch number, 1 after the first epoch): ``train_loss``, the mean batch loss
     of the epoch, ``val_acc`` and ``val_loss``. At the end: ``test_acc``.
     """
@@ -157,8 +272,11 @@ class MlflowRecorder(Callback):
         self._step_before = trainer.global_step
         groups = trainer.optimizers[0].param_groups
         self._lr = {"lr": groups[0]["lr"]}
-        if len(groups) > 1:
-            self._lr["lr_backbone"] = groups[1]["lr"]
+        backbone = [g for g in groups if g.get("lr_mult", 1.0) != 1.0]
+        if backbone:
+            self._lr["lr_backbone"] = backbone[0]["lr"]
+        if "coupled_weight_decay" in groups[0]:
+            self._lr["weight_decay"] = groups[0]["weight_decay"]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = float(trainer.callback_metrics["train_loss"])

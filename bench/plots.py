@@ -111,3 +111,17 @@ def final_acc_per_seed(per_run: pd.DataFrame, schedules: list[str]) -> plt.Figur
     ax.set_title("Final validation accuracy per seed (bar: mean)")
     ax.legend(title="seed", loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
+
+
+def lr_range_test(curve: pd.DataFrame, steepest: float, min_loss: float) -> plt.Figure:
+    """The LR range test: smoothed training loss against the LR (log scale), with the LR of the
+    steepest descent and of the lowest loss marked."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5), constrained_layout=True)
+    ax.plot(curve["lr"], curve["loss"], color="0.2")
+    for lr, label, colour in ((steepest, "steepest", "#0072B2"), (min_loss, "min loss", "#D55E00")):
+        ax.axvline(lr, color=colour, linestyle="--", label=f"{label}: {lr:.3g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss (smoothed)")
+    ax.legend(frameon=False)
+    return fig

@@ -3,7 +3,8 @@
 The report of experiment ``E`` goes to ``<results>/E/``:
 
 - ``accuracy.csv`` / ``accuracy.md``, ``stability.csv`` / ``stability.md``
-  (tables from ``bench.analysis``; CSV in fractions, Markdown in percentage points);
+  (tables from ``bench.analysis``; CSV in fractions, Markdown in percentage points), and
+  ``ensemble.csv`` / ``ensemble.md`` when runs kept warm-restart snapshots;
 - ``val_acc_curves``, ``lr_traces``, ``final_acc_per_seed`` as ``.png`` and ``.svg``;
 - ``README.md``: the tables and figures on one page.
 
@@ -28,7 +29,7 @@ import pandas as pd
 
 from bench import analysis, plots, schedules, tracking
 
-ACC_LIKE = ("_acc_", "diff_vs", "seed_range", "best_minus_final")
+ACC_LIKE = ("_acc_", "diff_vs", "seed_range", "best_minus_final", "ensemble_gain")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Report:
     n_finished: int
     n_unfinished: int
     warnings: list[str]
+    ensemble: pd.DataFrame | None = None
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -76,6 +78,7 @@ def _readme(
     stab: pd.DataFrame,
     command: str | None,
     settings: list[str],
+    ens: pd.DataFrame,
 ) -> str:
     n_finished = len(data.finished)
     scope = f"sweep `{sweep}`" if sweep else "all sweeps"
@@ -100,10 +103,23 @@ Column definitions are in the project README under "The report".
 {to_markdown(acc)}
 ## Stability
 
-{to_markdown(stab)}
+{to_markdown(stab)}{_ensemble_section(ens)}
 ## Figures
 
 {_figures(settings)}"""
+
+
+def _ensemble_section(ens: pd.DataFrame) -> str:
+    if ens.empty:
+        return ""
+    return f"""
+## Snapshot ensembles
+
+The weights at the end of every warm-restart cycle, averaged (mean softmax), against the final
+model alone: the same training, `n_snapshots` times the inference. Gains are ensemble minus single
+model, paired by run.
+
+{to_markdown(ens)}"""
 
 
 def write(
@@ -122,6 +138,7 @@ def write(
     finished_epochs = finished_epochs.merge(runs[["run_id", "setting"]], on="run_id")
     acc = analysis.accuracy_table(runs, finished_epochs, preferred)
     stab = analysis.stability_table(finished_epochs, preferred)
+    ens = analysis.ensemble_table(runs, finished_epochs, preferred)
     settings = sorted(finished_epochs["setting"].unique())
 
     folder = Path(folder)
@@ -132,6 +149,9 @@ def write(
         stab.to_csv(staging / "stability.csv", index=False)
         (staging / "accuracy.md").write_text(to_markdown(acc))
         (staging / "stability.md").write_text(to_markdown(stab))
+        if not ens.empty:
+            ens.to_csv(staging / "ensemble.csv", index=False)
+            (staging / "ensemble.md").write_text(to_markdown(ens))
         for i, setting in enumerate(settings, 1):
             suffix = f"-{i}" if len(settings) > 1 else ""
             epochs = finished_epochs[finished_epochs["setting"] == setting]
@@ -144,7 +164,7 @@ def write(
                 staging,
                 f"final_acc_per_seed{suffix}",
             )
-        (staging / "README.md").write_text(_readme(data, sweep, acc, stab, command, settings))
+        (staging / "README.md").write_text(_readme(data, sweep, acc, stab, command, settings, ens))
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report is not
@@ -160,7 +180,7 @@ def write(
             shutil.rmtree(staging)
     n_finished = len(data.finished)
     warnings = analysis.pooling_warnings(data.runs)
-    return Report(folder, acc, stab, n_finished, len(data.runs) - n_finished, warnings)
+    return Report(folder, acc, stab, n_finished, len(data.runs) - n_finished, warnings, ens)
 
 
 def _interval(mean: float, low: float, high: float, signed: bool = False) -> str:
@@ -213,6 +233,41 @@ def terminal_tables(report: Report) -> tuple[pd.DataFrame, pd.DataFrame]:
     return compact, stab
 
 
+def ensemble_terminal(ens: pd.DataFrame) -> pd.DataFrame:
+    """The snapshot-ensemble table narrowed for a terminal."""
+    return pd.DataFrame(
+        {
+            **({"setting": ens["setting"]} if "setting" in ens else {}),
+            "schedule": ens["schedule"],
+            "runs": ens["n_runs"],
+            "snapshots": ens["n_snapshots"],
+            "val: single -> ensemble %": [
+                f"{_interval(r.final_val_acc_mean, None, None)} -> "
+                f"{_interval(r.val_acc_ensemble_mean, None, None)}"
+                for r in ens.itertuples()
+            ],
+            "val gain": [
+                _interval(
+                    r.ensemble_gain_val_mean,
+                    r.ensemble_gain_val_ci_low,
+                    r.ensemble_gain_val_ci_high,
+                    signed=True,
+                )
+                for r in ens.itertuples()
+            ],
+            "test gain": [
+                _interval(
+                    r.ensemble_gain_test_mean,
+                    r.ensemble_gain_test_ci_low,
+                    r.ensemble_gain_test_ci_high,
+                    signed=True,
+                )
+                for r in ens.itertuples()
+            ],
+        }
+    )
+
+
 def print_tables(report: Report, file=None) -> None:
     file = file or sys.stdout
     acc, stab = terminal_tables(report)
@@ -221,6 +276,10 @@ def print_tables(report: Report, file=None) -> None:
     print(acc.to_markdown(index=False, tablefmt="simple", disable_numparse=True), file=file)
     print("\nStability", file=file)
     print(stab.to_markdown(index=False, tablefmt="simple", floatfmt=".2f"), file=file)
+    ens = report.ensemble
+    if ens is not None and not ens.empty:
+        print("\nSnapshot ensembles (ensemble minus final model, points [95% CI])", file=file)
+        print(ensemble_terminal(ens).to_markdown(index=False, tablefmt="simple"), file=file)
     for warning in report.warnings:
         print(f"\nWarning: {warning}.", file=file)
     print(f"\nReport written to {report.folder}", file=file)

@@ -3,13 +3,15 @@ of Hydra's types or of sweeps (the shells in ``bench.cli`` and ``bench.sweep`` d
 
 The run: seed -> MLflow run (params, tags, ``config.yaml``) -> data -> model (class count, input
 channels and image size from the data; starting weights) -> Lightning fit and test -> final
-weights saved as ``weights.pt`` (locally and as an artifact) -> run marked FINISHED. Any failure
+weights saved as ``weights.pt`` (locally and as an artifact) -> with warm restarts, the snapshot
+ensemble evaluated (``bench.ensemble``) -> run marked FINISHED. Any failure
 marks the run FAILED (Ctrl-C: KILLED) with its error, then propagates.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import traceback
 from collections.abc import Mapping
@@ -24,6 +26,7 @@ from bench import tracking
 log = logging.getLogger("bench")
 
 WEIGHTS_FILE = "weights.pt"
+SPLITS = ("val", "test")
 
 
 def data_params(datamodule) -> dict[str, Any]:
@@ -31,6 +34,37 @@ def data_params(datamodule) -> dict[str, Any]:
     params = {k: getattr(datamodule, k) for k in bench_config.FROM_DATA}
     params |= {f"n_{name}": len(split) for name, split in datamodule.splits.items()}
     return params
+
+
+def build(config: Mapping[str, Any]):
+    """The datamodule (set up) and the Lightning module a resolved config describes: the
+    network sized by the data, the optimizer, the schedule bound to its knobs and base LR."""
+    from hydra.utils import instantiate
+
+    from bench import lightning, models, schedules
+
+    datamodule = instantiate(dict(config["data"]))
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
+    schedule = schedules.make(config["schedule"]["name"], base=config["optimizer"]["lr"], **knobs)
+    model, own_model = split_own(config["model"], bench_config.OWN_MODEL_KEYS)
+    optimizer, own_optimizer = split_own(config["optimizer"], bench_config.OWN_OPTIMIZER_KEYS)
+    module = lightning.Classifier(
+        models.build(model, datamodule.num_classes, datamodule.in_channels, datamodule.image_size),
+        instantiate(optimizer),
+        schedule,
+        **config.get("finetune", {}),
+        **own_model,
+        **own_optimizer,
+        channels_last=config["trainer"].get("channels_last", False),
+    )
+    return datamodule, module
+
+
+def trainer_arguments(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``trainer`` keys that go to Lightning's Trainer (not bench's own)."""
+    return {k: v for k, v in config["trainer"].items() if k not in bench_config.OWN_TRAINER_KEYS}
 
 
 def train(
@@ -48,9 +82,8 @@ def train(
     and tagged with the command-line ``overrides`` that made it. The final weights go to
     ``output_dir/weights.pt`` when ``output_dir`` is given. Returns the final metrics."""
     import pytorch_lightning as pl
-    from hydra.utils import instantiate
 
-    from bench import lightning, models, schedules
+    from bench import ensemble, lightning, schedules
 
     bench_config.validate(config)
     lightning.quiet_lightning()
@@ -60,7 +93,9 @@ def train(
         experiment_id,
         run_name=config["run_name"],
         tags={
-            "schedule": config["schedule"]["name"],
+            "schedule": schedules.arm(
+                config["schedule"]["name"], config["optimizer"].get("_target_", "")
+            ),
             "seed": str(config["seed"]),
             tracking.OVERRIDES_TAG: " ".join(overrides or []),
         },
@@ -68,45 +103,37 @@ def train(
     )
     label = label or config["run_name"]
     log.info("%s: MLflow run %s in %s", label, recorder.run_id, tracking_uri)
+    scratch = tempfile.mkdtemp(prefix="bench-run-")  # files of a run without an output_dir
     try:
         recorder.log_params(tracking.flatten(config))
         recorder.log_text(yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
-        datamodule = instantiate(dict(config["data"]))
-        datamodule.prepare_data()
-        datamodule.setup("fit")
+        datamodule, module = build(config)
         recorder.log_params(data_params(datamodule))
         knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
-        schedule = schedules.make(
-            config["schedule"]["name"], base=config["optimizer"]["lr"], **knobs
-        )
-        module = lightning.Classifier(
-            models.build(
-                config["model"],
-                datamodule.num_classes,
-                datamodule.in_channels,
-                datamodule.image_size,
-            ),
-            instantiate(dict(config["optimizer"])),
-            schedule,
-            **config.get("finetune", {}),
-            channels_last=config["trainer"].get("channels_last", False),
-        )
-        trainer_kw = {
-            k: v for k, v in config["trainer"].items() if k not in bench_config.OWN_TRAINER_KEYS
-        }
+        trainer_kw = trainer_arguments(config)
         show_bar = trainer_kw.pop("enable_progress_bar", True)
         progress = lightning.progress_callbacks(label, show_bar)
+        snapshots = lightning.Snapshots(
+            lambda T: schedules.snapshot_steps(config["schedule"]["name"], T, **knobs),
+            Path(output_dir or scratch) / ensemble.SNAPSHOT_DIR,
+            recorder,
+        )
         trainer = pl.Trainer(
             **trainer_kw,
             logger=False,
             enable_progress_bar=any(isinstance(c, lightning.RunProgressBar) for c in progress),
-            callbacks=[lightning.MlflowRecorder(recorder), *progress],
+            callbacks=[lightning.MlflowRecorder(recorder), snapshots, *progress],
         )
         trainer.fit(module, datamodule=datamodule)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         trainer.test(module, datamodule=datamodule, verbose=False)
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
         save_weights(module.net, recorder, output_dir)
+        if snapshots.paths:
+            found = {f"{s}_acc_ensemble": snapshots.accuracy(trainer, module, s) for s in SPLITS}
+            recorder.log_params({"n_snapshots": len(snapshots.paths)})
+            recorder.log(found, step=0)
+            metrics |= found
         recorder.finish("FINISHED")
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit
         recorder.finish_quietly("KILLED", error="interrupted")
@@ -116,6 +143,8 @@ def train(
             "FAILED", error=f"{type(e).__name__}: {e}", details=traceback.format_exc()
         )
         raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     log.info(
         "%s: val_acc=%.4f test_acc=%.4f",
         label,
@@ -123,6 +152,14 @@ def train(
         metrics.get("test_acc", float("nan")),
     )
     return metrics
+
+
+def split_own(node: Mapping[str, Any], own: tuple[str, ...]) -> tuple[dict, dict]:
+    """A config node split into what its ``_target_`` takes and bench's own keys."""
+    return (
+        {k: v for k, v in node.items() if k not in own},
+        {k: v for k, v in node.items() if k in own},
+    )
 
 
 def save_weights(net, recorder: tracking.RunRecorder, output_dir: str | Path | None) -> None:

@@ -38,6 +38,7 @@ PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "bench.error"
 OVERRIDES_TAG = "bench.overrides"
 EPOCH_METRICS = ("val_acc", "val_loss")
+ENSEMBLE_METRICS = ("val_acc_ensemble", "test_acc_ensemble")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,7 +151,8 @@ def log_artifacts(uri: str, run_id: str, folder: str | os.PathLike) -> None:
 
 
 class RunRecorder:
-    """One training run in MLflow. Per-step metrics are buffered and written in batches."""
+    """One training run in MLflow (tag ``bench.kind``: ``run``, which reports read, or another
+    kind they leave out). Per-step metrics are buffered and written in batches."""
 
     def __init__(
         self,
@@ -159,9 +161,10 @@ class RunRecorder:
         run_name: str,
         tags: Mapping[str, str],
         parent_run_id: str | None = None,
+        kind: str = "run",
     ):
         self.client = MlflowClient(uri)
-        all_tags = {KIND_TAG: "run", **tags}
+        all_tags = {KIND_TAG: kind, **tags}
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
         with signals_deferred():
@@ -178,8 +181,8 @@ class RunRecorder:
         self.client.log_text(self.run_id, text, artifact_file)
 
     @_store_call
-    def log_artifact(self, path: str | os.PathLike) -> None:
-        self.client.log_artifact(self.run_id, str(path))
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def add(self, metrics: Mapping[str, float], step: int) -> None:
         """Buffer metrics at ``step``; written at the next ``flush``."""
@@ -226,8 +229,9 @@ class RunRecorder:
 class Runs:
     """Tidy frames of one experiment's runs.
 
-    ``runs``: one row per run (``run_id, run_name, status, schedule, seed, sweep, test_acc``, and
-    ``params``, the run's MLflow params as a dict);
+    ``runs``: one row per run (``run_id, run_name, status, schedule, seed, sweep, test_acc``,
+    the snapshot ensemble's ``val_acc_ensemble, test_acc_ensemble, n_snapshots`` (NaN, NaN, 0
+    without one), and ``params``, the run's MLflow params as a dict);
     ``epochs``: finished runs' ``val_acc`` and ``val_loss`` per epoch
     (``run_id, schedule, seed, epoch, val_acc, val_loss``);
     ``lr``: finished runs' learning rate per optimizer step (``run_id, schedule, seed, step, lr``).
@@ -349,6 +353,8 @@ def load_runs(uri: str, experiment: str, sweep: str | None = None) -> Runs:
                 "seed": seed,
                 "sweep": run.data.tags.get(PARENT_TAG, ""),
                 "test_acc": run.data.metrics.get("test_acc", float("nan")),
+                **{k: run.data.metrics.get(k, float("nan")) for k in ENSEMBLE_METRICS},
+                "n_snapshots": int(run.data.params.get("n_snapshots", 0)),
                 "params": dict(run.data.params),
             }
         )
@@ -378,6 +384,8 @@ def load_runs(uri: str, experiment: str, sweep: str | None = None) -> Runs:
                 "seed",
                 "sweep",
                 "test_acc",
+                *ENSEMBLE_METRICS,
+                "n_snapshots",
                 "params",
             ],
         ),

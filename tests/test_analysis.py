@@ -223,3 +223,40 @@ def test_tables_per_setting_compare_within_the_setting(frames):
     assert shifted.tolist() == pytest.approx(alone["final_val_acc_mean"].tolist())
     stability = analysis.stability_table(both_epochs)
     assert stability["setting"].tolist() == ["lr=0.1", "lr=0.1", "lr=0.2", "lr=0.2"]
+
+
+def test_schedule_free_runs_sit_beside_the_schedules():
+    sgd = {"optimizer._target_": "torch.optim.SGD", "optimizer.nesterov": "False"}
+    free = {
+        "optimizer._target_": "schedulefree.SGDScheduleFree",
+        "optimizer.lr": "0.15",
+        "optimizer.bn_batches": "50",
+    }
+    runs = pooled(("step", 0, sgd), ("polynomial", 0, sgd), ("sgd_schedulefree", 0, free))
+    assert set(analysis.setting_labels(runs)) == {""}
+    # A setting that really differs still splits them, schedule-free runs included.
+    runs = pooled(
+        ("step", 0, {**sgd, "model.width": "8"}),
+        ("step", 0, {**sgd, "model.width": "16"}),
+        ("sgd_schedulefree", 0, {**free, "model.width": "8"}),
+    )
+    assert list(analysis.setting_labels(runs)) == [
+        "model.width=8",
+        "model.width=16",
+        "model.width=8",
+    ]
+
+
+def test_a_param_some_runs_lack_is_compared_among_those_that_have_it():
+    runs = pooled(("step", 0, {}), ("step", 1, {"optimizer.wd_coupled": "False"}))
+    assert set(analysis.setting_labels(runs)) == {""}
+    runs = pooled(
+        ("step", 0, {}),
+        ("step", 1, {"optimizer.wd_coupled": "False"}),
+        ("step", 2, {"optimizer.wd_coupled": "True"}),
+    )
+    assert list(analysis.setting_labels(runs)) == [
+        "",
+        "optimizer.wd_coupled=False",
+        "optimizer.wd_coupled=True",
+    ]

@@ -393,3 +393,39 @@ def test_a_grid_over_a_setting_is_reported_per_setting(tmp_path):
     readme = (folder / "README.md").read_text()
     assert "### Setting 2: optimizer.lr=0.1" in readme and "reported per setting" in readme
     assert "optimizer.lr=0.1" in result.stdout  # the terminal table names the setting
+
+
+def test_new_schedules_and_schedule_free_run_on_the_cifar_preset(cifar_archive, tmp_path):
+    common = [f"data.root={cifar_archive}", "data.val_size=20", "trainer.max_epochs=1", "seed=0"]
+    common += ["data.train_per_class=null", "data.test_per_class=null", "data.batch_size=32"]
+    new = "linear,exponential,one_cycle,wsd,cyclic,cosine_restarts"
+    scheduled = run("bench", "experiment=cifar10_cpu", *common, f"schedule={new}", cwd=tmp_path)
+    assert scheduled.returncode == 0, scheduled.stderr[-3000:]
+    free = run(
+        "bench",
+        "experiment=cifar10_cpu",
+        *common,
+        "schedule=constant",
+        "optimizer=sgd_schedulefree,adamw_schedulefree",
+        cwd=tmp_path,
+    )
+    assert free.returncode == 0, free.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = children(
+        client.search_runs([client.get_experiment_by_name("cifar10_cpu").experiment_id])
+    )
+    assert sorted(r.data.tags["schedule"] for r in runs) == sorted(
+        [*new.split(","), "sgd_schedulefree", "adamw_schedulefree"]
+    )
+    assert all(r.info.status == "FINISHED" for r in runs)
+    plain = [r for r in runs if r.data.params["optimizer._target_"] == "torch.optim.SGD"]
+    assert len(plain) == 6 and all(r.data.params["optimizer.nesterov"] == "True" for r in plain)
+    # Pooled, the schedule-free runs sit beside the schedules in one table, with the ensemble's.
+    report = run("bench-report", "--experiment", "cifar10_cpu", "--all", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-3000:]
+    accuracy = pd.read_csv(tmp_path / "results" / "cifar10_cpu" / "accuracy.csv")
+    assert "setting" not in accuracy
+    assert set(accuracy["schedule"]) == {*new.split(","), "sgd_schedulefree", "adamw_schedulefree"}
+    ensemble = pd.read_csv(tmp_path / "results" / "cifar10_cpu" / "ensemble.csv")
+    assert list(ensemble["schedule"]) == ["cosine_restarts"]
+    assert ensemble["n_snapshots"].tolist() == [3]

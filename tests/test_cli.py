@@ -44,9 +44,9 @@ def run(cmd, *args, cwd):
         ),
         (
             "bench-train",
-            ["schedule=linear"],
+            ["schedule=sine"],
             1,
-            ["Could not find 'schedule/linear'", "constant", "cosine_restarts", "polynomial"],
+            ["Could not find 'schedule/sine'", "constant", "cosine_restarts", "wsd"],
         ),
         (
             "bench",

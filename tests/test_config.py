@@ -78,12 +78,12 @@ def test_knob_of_another_schedule_lists_the_allowed_ones(default):
 
 
 def test_unknown_schedule_name_and_missing_field(default):
-    cfg = with_(default, schedule={"name": "linear"})
+    cfg = with_(default, schedule={"name": "sine"})
     del cfg["optimizer"]["lr"]
     found = problems(cfg)
     assert "optimizer.lr: missing; allowed: a number > 0" in found
     assert any(
-        p.startswith("schedule.name: got 'linear'; allowed: constant, step, cosine") for p in found
+        p.startswith("schedule.name: got 'sine'; allowed: constant, step, cosine") for p in found
     )
 
 

@@ -128,9 +128,12 @@ def test_warmup_over_everything_is_linear(name):
     )
 
 
-@pytest.mark.parametrize("name", [n for n in schedules.SCHEDULES if n != "step"])
+@pytest.mark.parametrize(
+    "name", [n for n in schedules.SCHEDULES if n not in ("step", "one_cycle", "cyclic")]
+)
 def test_single_step_runs_at_base(name):
-    # (step's single step is checked against MultiStepLR above: its milestones round to 0 and 1.)
+    # (step's single step is checked against MultiStepLR above: its milestones round to 0 and 1;
+    # one_cycle and cyclic start below the peak by design.)
     assert bench_trace(name, 1) == pytest.approx([BASE])
 
 
@@ -142,8 +145,8 @@ def test_defined_past_the_last_step(name):
 
 
 def test_unknown_schedule_and_knob_are_named():
-    with pytest.raises(ValueError, match="unknown schedule 'linear'; allowed: constant, step"):
-        schedules.make("linear", base=BASE)
+    with pytest.raises(ValueError, match="unknown schedule .sine.; allowed: constant, step"):
+        schedules.make("sine", base=BASE)
     with pytest.raises(ValueError, match="no knob gamma; allowed: .*min_lr_ratio"):
         schedules.make("cosine", base=BASE, gamma=0.1)
 
@@ -158,3 +161,147 @@ def test_many_restart_cycles_do_not_overflow():
     assert starts[0] == 0 and starts[-1] == 100 and starts == sorted(starts)
     trace = bench_trace("cosine_restarts", 100, cycles=2000)
     assert all(0 <= lr <= BASE for lr in trace)
+
+
+@pytest.mark.parametrize(("T", "ratio"), [(100, 0.0), (33, 0.05), (1, 0.0)])
+def test_linear_matches_linear_lr(T, ratio):
+    expected = torch_trace(
+        lambda o: torch_sched.LinearLR(o, start_factor=1.0, end_factor=ratio, total_iters=T), T
+    )
+    assert bench_trace("linear", T, min_lr_ratio=ratio) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(("T", "gamma"), [(50, 0.9), (200, 0.99), (3, 1.0)])
+def test_exponential_matches_exponential_lr(T, gamma):
+    expected = torch_trace(lambda o: torch_sched.ExponentialLR(o, gamma=gamma), T)
+    assert bench_trace("exponential", T, gamma=gamma) == pytest.approx(expected, rel=1e-9)
+
+
+def test_exponential_from_the_final_lr():
+    T, ratio = 40, 0.01
+    trace = bench_trace("exponential", T, final_lr_ratio=ratio)
+    gamma = ratio ** (1 / T)
+    assert trace == pytest.approx([BASE * gamma**t for t in range(T)])
+    assert trace[-1] * gamma == pytest.approx(BASE * ratio)  # the step after the last
+
+
+@pytest.mark.parametrize(
+    ("T", "knobs"),
+    [
+        (100, {}),
+        (57, {"pct_start": 0.25, "anneal_strategy": "linear"}),
+        (80, {"div_factor": 10.0, "final_div_factor": 100.0}),
+        (90, {"three_phase": True, "pct_start": 0.2}),
+        (61, {"three_phase": True, "anneal_strategy": "linear"}),
+    ],
+)
+def test_one_cycle_matches_one_cycle_lr(T, knobs):
+    defaults = {"pct_start": 0.3, "div_factor": 25.0, "final_div_factor": 1e4}
+    expected = torch_trace(
+        lambda o: torch_sched.OneCycleLR(
+            o, max_lr=BASE, total_steps=T, cycle_momentum=False, **(defaults | knobs)
+        ),
+        T,
+    )
+    assert bench_trace("one_cycle", T, **knobs) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(("T", "fraction", "ratio"), [(100, 0.2, 0.0), (73, 0.1, 0.05)])
+def test_wsd_linear_cooldown_matches_constant_then_linear(T, fraction, ratio):
+    D = round(fraction * T)
+    expected = torch_trace(
+        lambda o: torch_sched.SequentialLR(
+            o,
+            [
+                torch_sched.ConstantLR(o, factor=1.0, total_iters=0),
+                torch_sched.LinearLR(o, start_factor=1.0, end_factor=ratio, total_iters=D),
+            ],
+            milestones=[T - D],
+        ),
+        T,
+    )
+    got = bench_trace("wsd", T, decay_fraction=fraction, decay_shape="linear", min_lr_ratio=ratio)
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("shape", "at"),
+    [
+        ("1-sqrt", lambda s: 1 - math.sqrt(s)),
+        ("cosine", lambda s: (1 + math.cos(math.pi * s)) / 2),
+        ("linear", lambda s: 1 - s),
+    ],
+)
+def test_wsd_cooldown_shapes(shape, at):
+    T, D = 50, 10
+    trace = bench_trace("wsd", T, decay_fraction=D / T, decay_shape=shape)
+    assert trace[: T - D] == pytest.approx([BASE] * (T - D))
+    assert trace[T - D :] == pytest.approx([BASE * at(i / D) for i in range(D)])
+
+
+def test_wsd_without_cooldown_is_constant():
+    assert bench_trace("wsd", 30, decay_fraction=0.0) == pytest.approx([BASE] * 30)
+
+
+@pytest.mark.parametrize(
+    ("T", "cycles", "ratio", "mode"),
+    [(100, 4, 0.1, "triangular"), (90, 3, 0.0, "triangular2"), (37, 2, 0.2, "triangular")],
+)
+def test_cyclic_matches_cyclic_lr(T, cycles, ratio, mode):
+    half = T / (2 * cycles)
+    expected = torch_trace(
+        lambda o: torch_sched.CyclicLR(
+            o,
+            base_lr=BASE * ratio,
+            max_lr=BASE,
+            step_size_up=half,
+            step_size_down=half,
+            mode=mode,
+            cycle_momentum=False,
+        ),
+        T,
+    )
+    got = bench_trace("cyclic", T, cycles=cycles, min_lr_ratio=ratio, mode=mode)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", list(schedules.SCHEDULES))
+def test_warmup_then_any_schedule(name):
+    T, W = 40, 8
+    plain = bench_trace(name, T - W)
+    assert bench_trace(name, T, warmup_fraction=W / T) == pytest.approx(
+        [BASE * (t + 1) / W for t in range(W)] + plain
+    )
+
+
+def test_snapshots_at_the_end_of_every_restart_cycle():
+    # 3 cycles doubling in length over 70 steps: 10, 20, 40 steps.
+    assert schedules.snapshot_steps("cosine_restarts", 70) == [9, 29, 69]
+    assert schedules.snapshot_steps("cosine_restarts", 70, cycles=2, cycle_mult=1.0) == [34, 69]
+    # after a warmup of 7 steps the cycles share the remaining 63
+    ends = schedules.snapshot_steps("cosine_restarts", 70, warmup_fraction=0.1)
+    starts = schedules.restart_starts(63, 3, 2.0)
+    assert ends == [7 + s - 1 for s in starts[1:]]
+    trace = bench_trace("cosine_restarts", 70, warmup_fraction=0.1)
+    assert all(trace[e + 1] > trace[e] for e in ends[:-1])  # each snapshot precedes a restart
+    assert schedules.snapshot_steps("cosine", 70) == []
+
+
+def test_every_knob_needs_a_rule():
+    with pytest.raises(TypeError, match=r"knobs without a rule: \['sharpness'\]"):
+
+        @schedules.schedule()
+        def unruly(t, T, base, sharpness=1.0):
+            return base
+
+    assert "unruly" not in schedules.SCHEDULES
+
+
+@pytest.mark.parametrize("name", list(schedules.SCHEDULES))
+def test_every_knob_has_a_rule_that_accepts_its_default(name):
+    rules = schedules.rules(name)
+    assert set(rules) == set(schedules.knobs(name))
+    for knob, default in schedules.knobs(name).items():
+        test, allowed = rules[knob]
+        value = list(default) if isinstance(default, tuple) else default
+        assert test(value), f"{name}.{knob}: default {default!r} is not {allowed}"

@@ -12,7 +12,6 @@ touched for the final test accuracy. ``classes`` keeps only some classes, relabe
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,8 @@ from torch.utils.data import (
 )
 
 from bench.data import augment, splits
+from bench.rules import COUNT, NON_NEGATIVE_INT
 
-NORMALIZE = ("train", "imagenet")
 EVAL_BATCH = 1024
 
 
@@ -211,16 +210,9 @@ def plan(
     )
 
 
-def _count(x: Any) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 1
-
-
-def _index(x: Any) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool) and x >= 0
-
-
 def _split_problems(index: Index, kw: dict[str, Any]) -> list[str]:
-    """Problems with the split knobs given what the data holds."""
+    """Problems with the split knobs given what the data holds (their types are checked with
+    the other config values in ``bench.config``)."""
     found = []
     keep = kw.get("classes")
     names = index.classes
@@ -230,7 +222,7 @@ def _split_problems(index: Index, kw: dict[str, Any]) -> list[str]:
             return [
                 f"data.classes: got {keep!r}; allowed: null (all) or a list of 2 or more; {listed}"
             ]
-        bad = [c for c in keep if not (c in names or _index(c) and c < len(names))]
+        bad = [c for c in keep if not (c in names or NON_NEGATIVE_INT[0](c) and c < len(names))]
         if bad:
             return [f"data.classes: {bad!r} not in the data; {listed}"]
         picked = [c if isinstance(c, str) else names[c] for c in keep]
@@ -246,13 +238,9 @@ def _split_problems(index: Index, kw: dict[str, Any]) -> list[str]:
             found.append(f"data.root: the {split} split has no images of class {', '.join(empty)}")
     if found:
         return found
-    for field in ("train_per_class", "test_per_class"):
-        value = kw.get(field)
-        if value is not None and not _count(value):
-            found.append(f"data.{field}: got {value!r}; allowed: null (all) or an integer >= 1")
     val_size = kw.get("val_size")
     n = len(train_labels)
-    if _count(val_size):
+    if COUNT[0](val_size):
         n_val = int(val_size)
     elif isinstance(val_size, float) and 0 < val_size < 1:
         n_val = int(np.ceil(val_size * n))

@@ -8,6 +8,7 @@ Every network's head is its ``fc`` layer.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 from torch import nn
@@ -58,8 +59,6 @@ def build(model: dict, num_classes: int, in_channels: int, image_size: int) -> n
     """Call the factory a ``model`` config names (``_target_``) with its knobs and what it takes
     from the data: the class count, the input channels and, for the networks that need it, the
     image size."""
-    import inspect
-
     from hydra.utils import get_object
 
     factory = get_object(model["_target_"])

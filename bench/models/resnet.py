@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 
-STEMS = ("imagenet", "cifar")
+from bench.config import STEMS
 
 
 class ResNet(nn.Module):

@@ -1,0 +1,46 @@
+"""What a config value may be: a rule is a test and the words that describe what it allows.
+
+The checks in ``bench.config`` and the knobs declared beside each schedule in
+``bench.schedules`` use these, so an error message always says what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+# (test, description of the allowed values)
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def number(x: Any) -> bool:
+    """A finite real number (not a bool)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def integer(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def one_of(*allowed: str) -> Rule:
+    return (lambda x: x in allowed, ", ".join(allowed))
+
+
+def or_null(rule: Rule) -> Rule:
+    return (lambda x: x is None or rule[0](x), f"null or {rule[1]}")
+
+
+POSITIVE: Rule = (lambda x: number(x) and x > 0, "a number > 0")
+NON_NEGATIVE: Rule = (lambda x: number(x) and x >= 0, "a number >= 0")
+FRACTION: Rule = (lambda x: number(x) and 0 <= x <= 1, "a number in [0, 1]")
+OPEN_FRACTION: Rule = (lambda x: number(x) and 0 < x < 1, "a number in (0, 1)")
+DECAY: Rule = (lambda x: number(x) and 0 < x <= 1, "a number in (0, 1]")
+AT_LEAST_ONE: Rule = (lambda x: number(x) and x >= 1, "a number >= 1")
+MOMENTUM: Rule = (lambda x: number(x) and 0 <= x < 1, "a number in [0, 1)")
+COUNT: Rule = (lambda x: integer(x) and x >= 1, "an integer >= 1")
+COUNT_OR_NULL: Rule = or_null(COUNT)
+NON_NEGATIVE_INT: Rule = (lambda x: integer(x) and x >= 0, "an integer >= 0")
+BOOLEAN: Rule = (lambda x: isinstance(x, bool), "true or false")
+NAME: Rule = (lambda x: isinstance(x, str) and x.strip() != "", "a non-empty string")
