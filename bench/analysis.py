@@ -301,6 +301,7 @@ _DERIVED = (
     "n_train",
     "n_val",
     "n_test",
+    "n_snapshots",
 )
 
 

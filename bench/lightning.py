@@ -122,7 +122,7 @@ class Classifier(pl.LightningModule):
             if mode == "eval" and was_training and not self.frozen:
                 # (Frozen, the backbone keeps its loaded statistics and the head has none.)
                 # The same batches every time, drawn without moving the training order.
-                with torch.random.fork_rng(devices=[]):
+                with torch.random.fork_rng():  # CPU and every CUDA device
                     torch.manual_seed(optim.BN_SEED)
                     loader = self.trainer.datamodule.train_dataloader()
                     batches = prepared_batches(self, loader, self.bn_batches)

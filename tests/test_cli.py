@@ -212,6 +212,15 @@ def test_bad_data_or_weights_on_disk_stop_before_any_run(tmp_path, cifar_archive
             ],
         ),
         ("bench-report", ["--experiment", "--sweep", "--results", "accuracy.csv"]),
+        (
+            "bench-lr-find",
+            [
+                "the LR range test",
+                "max(steepest, LR of the lowest loss / 10)",
+                "lr_find:\n  min_lr: 1.0e-06",
+                "./lr_find/<date>/<time>/",
+            ],
+        ),
     ],
 )
 def test_help_says_what_it_does_and_where_outputs_go(tmp_path, cmd, expected):
