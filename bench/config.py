@@ -111,6 +111,13 @@ OPTIONAL: dict[str, Rule] = {
     "lr_find.early_stop_threshold": or_null(POSITIVE),
     "finetune.freeze_epochs": NON_NEGATIVE_INT,
     "finetune.backbone_lr_mult": POSITIVE,
+    "report.dir": or_null(NAME),
+    "report.baseline": one_of(*schedules.ARMS),
+    "report.metric": one_of("final_val_acc", "best_val_acc", "test_acc"),
+    "report.formats": (
+        lambda x: isinstance(x, list | tuple) and len(x) > 0 and set(x) <= {"png", "svg", "pdf"},
+        "a non-empty list of png, svg, pdf",
+    ),
 }
 
 # Keys that bench reads itself; the others go to the class the node builds.
@@ -161,6 +168,7 @@ def problems(cfg: Mapping[str, Any]) -> list[str]:
         )
 
     found += _schedule_free_problems(cfg)
+    found += _claim_problems(cfg)
     low, high = _get(cfg, "lr_find.min_lr"), _get(cfg, "lr_find.max_lr")
     if number(low) and number(high) and 0 < high <= low:
         found.append(
@@ -188,6 +196,27 @@ def problems(cfg: Mapping[str, Any]) -> list[str]:
                 else:
                     found.append(_check(f"schedule.{knob}", value, allowed[knob]))
     return [p for p in found if p is not None]
+
+
+def _claim_problems(cfg: Mapping[str, Any]) -> list[str]:
+    items = _get(cfg, "report.claims")
+    if items is _MISSING or items is None:
+        return []
+    if not isinstance(items, list | tuple) or not all(isinstance(i, Mapping) for i in items):
+        return [f"report.claims: got {items!r}; allowed: a list of mappings with a, b, low/high"]
+    from bench.analysis import claims
+
+    try:
+        parsed = claims.parse(items)
+    except ValueError as e:
+        return [str(e)]
+    return [
+        f"report.claims[{i}].{side}: got {name!r}; allowed: {', '.join(schedules.ARMS)}"
+        + (", best" if side == "b" else "")
+        for i, c in enumerate(parsed)
+        for side, name in (("a", c.a), ("b", c.b))
+        if name not in schedules.ARMS and not (side == "b" and name == claims.BEST)
+    ]
 
 
 def _schedule_free_problems(cfg: Mapping[str, Any]) -> list[str]:

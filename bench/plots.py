@@ -1,7 +1,19 @@
-"""The report's seaborn figures, each saved as PNG and SVG."""
+"""The report's seaborn figures, sized for a paper (6.5 in full width, fonts of 8-9 pt) and saved
+byte for byte reproducibly as PNG, SVG and, on request, PDF.
+
+Every schedule (or schedule-free arm) has one colour in every figure: ``COLOURS``, colour-blind
+safe (Okabe-Ito, then Paul Tol's muted scheme). Accuracies come in as fractions in [0, 1] and are
+drawn in percentage points. Confidence intervals are Student-t intervals over seeds, computed
+here (no bootstrap), so the same input always draws the same figure.
+
+The style lives in ``_RC`` and is applied inside each function (``with _style():``) and again
+while saving, never to the global rcParams.
+"""
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -9,119 +21,443 @@ import matplotlib
 matplotlib.use("Agg")  # files only, never a window
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
-# Same input, same bytes: no timestamps in the files and a fixed SVG id salt.
-plt.rcParams["svg.hashsalt"] = "bench"
-_METADATA = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None}}
+from bench.analysis.stats import mean_ci  # noqa: E402
+
+# One colour per schedule, whichever others are drawn beside it. Okabe-Ito for the classic
+# schedules (black for the usual baseline), then Paul Tol's muted scheme.
+COLOURS: dict[str, str] = {
+    "constant": "#000000",  # black
+    "cosine": "#0072B2",  # blue
+    "step": "#E69F00",  # orange
+    "cosine_restarts": "#009E73",  # bluish green
+    "polynomial": "#CC79A7",  # reddish purple
+    "linear": "#56B4E9",  # sky blue
+    "exponential": "#D55E00",  # vermillion
+    "one_cycle": "#882255",  # wine
+    "wsd": "#999933",  # olive
+    "cyclic": "#44AA99",  # teal
+    "sgd_schedulefree": "#AA4499",  # purple
+    "adamw_schedulefree": "#332288",  # indigo
+}
+# Names not in COLOURS: a muted grey-ish colour chosen from the name alone.
+SPARE_COLOURS: tuple[str, ...] = ("#777777", "#A5A5A5", "#4D4D4D", "#8C7B6B", "#6B7B8C")
+REFERENCE = "#808080"  # the baseline's mean curve drawn in the other panels
+
+WIDTH = 6.5  # inches: a paper's full text width
+_RC = {
+    **sns.axes_style("whitegrid"),
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "legend.title_fontsize": 8,
+    "figure.titlesize": 9,
+    "axes.edgecolor": ".35",
+    "axes.linewidth": 0.7,
+    "grid.color": ".9",
+    "grid.linewidth": 0.6,
+    "lines.linewidth": 1.4,
+    "xtick.major.size": 0,
+    "ytick.major.size": 0,
+    "xtick.major.pad": 2.5,
+    "ytick.major.pad": 2.5,
+    "legend.frameon": False,
+    "figure.dpi": 100,
+    "pdf.fonttype": 42,  # TrueType, so that text in the PDF stays text
+    "svg.hashsalt": "bench",  # same input, same SVG ids
+}
+# Same input, same bytes: no timestamps or version strings in the files.
+_METADATA = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None},
+}
+_DPI = 200
+MAX_SEED_LINES = 20  # faint per-seed lines per panel; the mean and its band use every seed
 
 
-def palette(schedules: list[str]) -> dict[str, tuple]:
-    return dict(zip(schedules, sns.color_palette("colorblind", len(schedules)), strict=True))
+def _style():
+    """The figures' rc settings, for a ``with`` block."""
+    return plt.rc_context(_RC)
 
 
-def save(fig: plt.Figure, folder: Path, stem: str) -> list[Path]:
+def colour(name: str) -> str:
+    """The colour of a schedule or arm: its own in ``COLOURS``, else a spare one picked by a
+    checksum of the name (the same in every run and whatever else is drawn)."""
+    if name in COLOURS:
+        return COLOURS[name]
+    return SPARE_COLOURS[zlib.crc32(name.encode()) % len(SPARE_COLOURS)]
+
+
+def palette(schedules: Iterable[str]) -> dict[str, str]:
+    """Schedule -> colour (hex) for the given schedules, from ``COLOURS``."""
+    return {name: colour(name) for name in schedules}
+
+
+def save(
+    fig: Figure, folder: Path | str, stem: str, formats: Sequence[str] = ("png", "svg")
+) -> list[Path]:
+    """Write ``fig`` as ``folder/stem.<fmt>`` for each format (png, svg, pdf), then close it."""
     paths = []
-    for fmt in ("png", "svg"):
-        path = folder / f"{stem}.{fmt}"
-        fig.savefig(path, dpi=150, bbox_inches="tight", metadata=_METADATA[fmt])
-        paths.append(path)
-    plt.close(fig)
+    try:
+        with _style():
+            for fmt in formats:
+                path = Path(folder) / f"{stem}.{fmt}"
+                fig.savefig(path, format=fmt, dpi=_DPI, metadata=_METADATA[fmt])
+                paths.append(path)
+    finally:
+        plt.close(fig)
     return paths
 
 
-def val_acc_curves(epochs: pd.DataFrame, schedules: list[str]) -> plt.Figure:
-    """Validation accuracy per epoch: mean over seeds with a +-1 sd band, per schedule."""
-    data = epochs.assign(val_acc=epochs["val_acc"] * 100)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(
-        data=data,
-        x="epoch",
-        y="val_acc",
-        hue="schedule",
-        hue_order=schedules,
-        palette=palette(schedules),
-        errorbar="sd",
-        ax=ax,
-    )
-    ax.set(xlabel="epoch", ylabel="validation accuracy (%)")
-    ax.set_title("Validation accuracy per epoch (mean and ±1 sd over seeds)")
-    low = data.groupby("epoch")["val_acc"].mean().iloc[len(data["epoch"].unique()) // 3 :].min()
-    ax.set_ylim(bottom=max(0.0, low - 5), top=100.5)
+def t_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: Student's t interval of the finite values (``bench.analysis.stats``);
+    NaN bounds with fewer than two."""
+    ci = mean_ci(list(values), confidence=level)
+    return (ci.mean, ci.low, ci.high)
+
+
+def _mean_ci(frame: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
+    """Columns ``by, mean, ci_low, ci_high, n``: the t interval of ``value`` per ``by``."""
+    rows = [
+        (key, *t_interval(group[value]), int(group[value].notna().sum()))
+        for key, group in frame.groupby(by, sort=True)
+    ]
+    return pd.DataFrame(rows, columns=[by, "mean", "ci_low", "ci_high", "n"])
+
+
+def _panels(n: int, col_wrap: int, panel_height: float, sharey: bool = True):
+    """A figure of ``n`` panels in rows of ``col_wrap`` (spare slots removed), shared axes, tick
+    labels on every panel's outer edges: ``(fig, list of axes)``."""
+    ncols = max(1, min(col_wrap, n))
+    nrows = max(1, -(-n // ncols))
+    fig = Figure(figsize=(WIDTH, panel_height * nrows + 0.5), layout="constrained")
+    grid = fig.subplots(nrows, ncols, sharex=True, sharey=sharey, squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[n:]:
+        ax.remove()
+    for i, ax in enumerate(axes[:n]):
+        # Bottom of its column: the last row, or above a removed slot.
+        ax.tick_params(labelbottom=i + ncols >= n)
+        ax.tick_params(labelleft=not sharey or i % ncols == 0)
+    return fig, axes[:n]
+
+
+def _category_axis(ax: Axes, names: Sequence[str], axis: str = "x") -> None:
+    """Schedule names as category tick labels at 0, 1, ...; slanted where they would collide."""
+    ticks = np.arange(len(names))
+    if axis == "y":
+        ax.set_yticks(ticks, names)
+        ax.set_ylim(len(names) - 0.5, -0.5)  # first schedule on top
+        return
+    ax.set_xticks(ticks, names)
+    ax.set_xlim(-0.5, len(names) - 0.5)
+    width = (ax.figure.get_figwidth() - 0.8) / max(1, len(names))  # inches per category
+    if max((len(n) for n in names), default=0) * 0.065 > 0.9 * width:  # ~0.065 in per 8 pt char
+        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
+
+
+def val_acc_curves(
+    epochs: pd.DataFrame, schedules: Sequence[str], baseline: str | None = None
+) -> Figure:
+    """Validation accuracy per epoch, one panel per schedule: each seed as a faint line (up to
+    ``MAX_SEED_LINES`` of them, the lowest seeds), the
+    mean over seeds with its 95% t interval as a band, and the baseline's mean as a grey dashed
+    reference in the other panels.
+
+    ``epochs``: columns run_id, schedule, seed, epoch, val_acc (fraction).
+    """
+    data = epochs[epochs["schedule"].isin(schedules)].assign(val_acc=epochs["val_acc"] * 100)
+    schedules = [s for s in schedules if s in set(data["schedule"])]
+    curves = {
+        s: _mean_ci(data[data["schedule"] == s], "epoch", "val_acc").sort_values("epoch")
+        for s in schedules
+    }
+    reference = curves.get(baseline) if baseline is not None else None
+    with _style():
+        fig, axes = _panels(len(schedules), col_wrap=3, panel_height=1.55)
+        for ax, s in zip(axes, schedules, strict=True):
+            c, runs = colour(s), data[data["schedule"] == s]
+            # The faint seeds as one artist, the first MAX_SEED_LINES of them (by seed).
+            first = runs.drop_duplicates("run_id").sort_values(["seed", "run_id"])["run_id"]
+            shown = runs[runs["run_id"].isin(first[:MAX_SEED_LINES])].sort_values("epoch")
+            lines = [
+                run[["epoch", "val_acc"]].to_numpy()
+                for _, run in shown.groupby("run_id", sort=True)
+            ]
+            ax.add_collection(LineCollection(lines, colors=c, lw=0.6, alpha=0.35, zorder=2))
+            if reference is not None and s != baseline:
+                ax.plot(reference["epoch"], reference["mean"], color=REFERENCE, ls="--", lw=1)
+            curve = curves[s]
+            ax.fill_between(
+                curve["epoch"], curve["ci_low"], curve["ci_high"], color=c, alpha=0.25, lw=0
+            )
+            ax.plot(curve["epoch"], curve["mean"], color=c, lw=1.6, zorder=3)
+            ax.set_title(f"{s} (n={runs['run_id'].nunique()})", pad=3)
+        if schedules:
+            axes[0].set_ylim(*_zoom(curves, data))
+        fig.supxlabel("epoch", fontsize=9)
+        fig.supylabel("validation accuracy (%)", fontsize=9)
+        handles = [
+            Line2D([], [], color=".2", lw=1.6, label="mean over seeds"),
+            Patch(color=".2", alpha=0.25, lw=0, label="95% CI (t)"),
+            Line2D([], [], color=".2", lw=0.6, alpha=0.5, label="one seed"),
+        ]
+        if reference is not None:
+            handles.append(Line2D([], [], color=REFERENCE, ls="--", lw=1, label=f"{baseline} mean"))
+        fig.legend(handles=handles, loc="outside upper center", ncols=len(handles))
     return fig
 
 
-def lr_traces(lr: pd.DataFrame, schedules: list[str]) -> plt.Figure:
-    """The logged learning rate at every optimizer step, one panel per schedule (lowest seed)."""
-    first = lr[lr["seed"] == lr.groupby("schedule")["seed"].transform("min")]
-    first = first[first["run_id"] == first.groupby("schedule")["run_id"].transform("first")]
-    grid = sns.relplot(
-        data=first,
-        x="step",
-        y="lr",
-        hue="schedule",
-        hue_order=schedules,
-        palette=palette(schedules),
-        col="schedule",
-        col_order=schedules,
-        col_wrap=min(3, len(schedules)),
-        kind="line",
-        height=2.4,
-        aspect=1.4,
-        legend=False,
-    )
-    grid.set_titles("{col_name}")
-    grid.set_axis_labels("optimizer step", "learning rate")
-    grid.figure.suptitle("Logged learning rate per optimizer step", y=1.03)
-    return grid.figure
+def _zoom(curves: dict[str, pd.DataFrame], data: pd.DataFrame) -> tuple[float, float]:
+    """A y range for accuracy curves: from a little below the lowest mean over the last two
+    thirds of the epochs to just above the highest value, within [0, 100]."""
+    late = [
+        c[c["epoch"] >= c["epoch"].min() + (c["epoch"].max() - c["epoch"].min()) / 3]
+        for c in curves.values()
+    ]
+    low = min(float(c["mean"].min()) for c in late)
+    high = float(data["val_acc"].max())
+    pad = max(1.0, 0.08 * (high - low))
+    return max(0.0, low - pad), min(100.0, high + pad / 2)
 
 
-def final_acc_per_seed(per_run: pd.DataFrame, schedules: list[str]) -> plt.Figure:
-    """Final validation accuracy of every run (one dot per seed) and the schedule's mean (bar)."""
-    data = per_run.assign(
-        final_val_acc=per_run["final_val_acc"] * 100, seed=per_run["seed"].astype(str)
-    )
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    # Seeds side by side (dodge) rather than randomly jittered, so the figure is reproducible.
-    sns.stripplot(
-        data=data,
-        x="schedule",
-        y="final_val_acc",
-        hue="seed",
-        order=schedules,
-        dodge=True,
-        jitter=False,
-        size=7,
-        ax=ax,
-    )
-    sns.pointplot(
-        data=data,
-        x="schedule",
-        y="final_val_acc",
-        order=schedules,
-        errorbar=None,
-        color="black",
-        markers="_",
-        markersize=25,
-        linestyle="none",
-        ax=ax,
-    )
-    ax.set(xlabel="schedule", ylabel="final validation accuracy (%)")
-    ax.set_title("Final validation accuracy per seed (bar: mean)")
-    ax.legend(title="seed", loc="upper left", bbox_to_anchor=(1.01, 1))
+def lr_traces(lr: pd.DataFrame, schedules: Sequence[str]) -> Figure:
+    """The logged learning rate at every optimizer step, one small panel per schedule in its
+    colour (one run per schedule: the first run_id, of the lowest seed where there is one).
+
+    ``lr``: columns run_id, schedule, step, lr (and optionally seed).
+    """
+    data = lr[lr["schedule"].isin(schedules)]
+    if "seed" in data:
+        data = data[data["seed"] == data.groupby("schedule")["seed"].transform("min")]
+    data = data[data["run_id"] == data.groupby("schedule")["run_id"].transform("min")]
+    schedules = [s for s in schedules if s in set(data["schedule"])]
+    with _style():
+        fig, axes = _panels(len(schedules), col_wrap=3, panel_height=1.2)
+        for ax, s in zip(axes, schedules, strict=True):
+            trace = data[data["schedule"] == s].sort_values("step")
+            ax.plot(trace["step"], trace["lr"], color=colour(s), lw=1.3)
+            ax.set_title(s, pad=3)
+            ax.set_ylim(bottom=0)
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+        fig.supxlabel("optimizer step", fontsize=9)
+        fig.supylabel("learning rate", fontsize=9)
+    return fig
+
+
+def final_acc_per_seed(
+    per_run: pd.DataFrame, schedules: Sequence[str], summary: pd.DataFrame | None = None
+) -> Figure:
+    """Final validation accuracy per schedule: one dot per seed (spread side by side in seed
+    order, no random jitter) and, beside them, the mean with its 95% CI.
+
+    ``per_run``: columns schedule, seed, final_val_acc (fraction). ``summary``: columns schedule,
+    mean, ci_low, ci_high (fractions); by default the t interval of ``per_run`` per schedule.
+    """
+    if isinstance(schedules, pd.DataFrame):
+        raise TypeError("final_acc_per_seed(per_run, schedules, summary=...): pass summary by name")
+    schedules = list(schedules)
+    if summary is None:
+        summary = _mean_ci(per_run, "schedule", "final_val_acc")
+    summary = summary.set_index("schedule")
+    with _style():
+        fig = Figure(figsize=(WIDTH, 3.0), layout="constrained")
+        ax = fig.subplots()
+        for i, s in enumerate(schedules):
+            runs = per_run[per_run["schedule"] == s].sort_values("seed")
+            spread = np.linspace(-0.1, 0.1, len(runs)) if len(runs) > 1 else np.zeros(len(runs))
+            ax.scatter(
+                i - 0.13 + spread,
+                runs["final_val_acc"] * 100,
+                s=16,
+                color=colour(s),
+                alpha=0.75,
+                lw=0,
+                zorder=3,
+            )
+            if s in summary.index:
+                row = summary.loc[s]
+                mean = row["mean"] * 100
+                err = [[mean - row["ci_low"] * 100], [row["ci_high"] * 100 - mean]]
+                ax.errorbar(
+                    i + 0.17,
+                    mean,
+                    yerr=err,
+                    color=colour(s),
+                    fmt="D",
+                    ms=4.5,
+                    capsize=2.5,
+                    elinewidth=1.2,
+                    capthick=1.2,
+                    zorder=4,
+                )
+        _category_axis(ax, schedules)
+        ax.grid(axis="x", visible=False)
+        ax.set_ylabel("final validation accuracy (%)")
+        handles = [
+            Line2D([], [], color=".3", marker="o", ls="none", ms=4, alpha=0.75, label="one seed"),
+            Line2D([], [], color=".3", marker="D", ms=4.5, lw=1.2, label="mean, 95% CI"),
+        ]
+        ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1), ncols=2)
+    return fig
+
+
+def forest(
+    diffs: pd.DataFrame,
+    baseline: str,
+    metric_label: str = "final val acc",
+    band: tuple[float, float] | None = None,
+    band_label: str = "claim band",
+    schedules: Sequence[str] | None = None,
+) -> Figure:
+    """Differences from the baseline, one row per schedule (top to bottom in the order of
+    ``schedules``, else of ``diffs``): the mean difference with its 95% CI, a line at zero, and
+    the Holm-adjusted p value at the right where ``diffs`` has ``p_holm``. ``band=(low, high)``
+    (fractions) shades a region, such as the margin a claim is tested against.
+
+    ``diffs``: columns schedule, mean, ci_low, ci_high (differences of fractions), optional
+    p_holm. ``schedules``, where given, picks and orders the rows. A row for the baseline itself
+    is left out.
+    """
+    rows = diffs[diffs["schedule"] != baseline]
+    if schedules is not None:
+        rank = {s: k for k, s in enumerate(schedules)}
+        rows = rows[rows["schedule"].isin(rank)].sort_values("schedule", key=lambda c: c.map(rank))
+    rows = rows.reset_index(drop=True)
+    names = list(rows["schedule"])
+    with _style():
+        fig = Figure(figsize=(WIDTH, 0.28 * max(1, len(names)) + 0.85), layout="constrained")
+        ax = fig.subplots()
+        if band is not None:
+            ax.axvspan(band[0] * 100, band[1] * 100, color="0.88", lw=0, zorder=0, label=band_label)
+        ax.axvline(0, color=".3", lw=0.9, zorder=1)
+        for i, row in rows.iterrows():
+            mean = row["mean"] * 100
+            err = [[mean - row["ci_low"] * 100], [row["ci_high"] * 100 - mean]]
+            c = colour(row["schedule"])
+            ax.errorbar(
+                mean, i, xerr=err, color=c, fmt="o", ms=5, capsize=2.5, elinewidth=1.3, zorder=3
+            )
+        _category_axis(ax, names, axis="y")
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel(f"Δ {metric_label} vs {baseline} (points, 95% CI)")
+        if "p_holm" in rows:
+            right = blended_transform_factory(ax.transAxes, ax.transData)
+            ax.text(1.02, -0.5, "p (Holm)", transform=right, ha="left", va="bottom", fontsize=8)
+            for i, p in enumerate(rows["p_holm"]):
+                ax.text(1.02, i, _p_text(p), transform=right, ha="left", va="center", fontsize=8)
+        if band is not None:
+            ax.legend(loc="lower left", bbox_to_anchor=(0, 1), fontsize=8)
+    return fig
+
+
+def _p_text(p: float) -> str:
+    if pd.isna(p):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+# Stability measures: column, panel title, factor (fractions -> points).
+STABILITY_MEASURES: tuple[tuple[str, str, float], ...] = (
+    ("best_minus_final_mean", "best − final (pt)", 100.0),
+    ("late_regressions_mean", "late regressions\nper run", 1.0),
+    ("oscillation_mean", "oscillation,\nlast quarter (pt)", 100.0),
+    ("epochs_to_target_mean", "epochs to target", 1.0),
+)
+
+
+def stability_bars(stab: pd.DataFrame, schedules: Sequence[str]) -> Figure:
+    """One small bar panel per stability measure, a bar per schedule in its colour (schedules
+    top to bottom). A measure missing or all NaN has no panel; a NaN value is marked "n/a".
+
+    ``stab``: columns schedule and any of ``STABILITY_MEASURES``' columns (means over seeds).
+    """
+    table = stab.set_index("schedule").reindex(list(schedules))
+    measures = [m for m in STABILITY_MEASURES if m[0] in table and table[m[0]].notna().any()]
+    with _style():
+        height = 0.24 * max(1, len(schedules)) + 0.75
+        fig = Figure(figsize=(WIDTH, height), layout="constrained")
+        if not measures:
+            fig.text(0.5, 0.5, "no stability measures to show", ha="center", va="center")
+            return fig
+        axes = fig.subplots(1, len(measures), sharey=True, squeeze=False)[0]
+        for ax, (column, title, factor) in zip(axes, measures, strict=True):
+            values = table[column].astype(float) * factor
+            y = np.arange(len(schedules))
+            ax.barh(y, values.fillna(0), color=[colour(s) for s in schedules], height=0.7)
+            for i in np.flatnonzero(values.isna()):
+                ax.text(0, i, " n/a", va="center", ha="left", fontsize=7, color=".4")
+            ax.set_title(title, pad=3)
+            ax.grid(axis="y", visible=False)
+            ax.set_xlim(left=min(0.0, float(values.min()) * 1.1))
+        _category_axis(axes[0], list(schedules), axis="y")
+    return fig
+
+
+def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str]) -> Figure:
+    """Validation accuracy against the base learning rate (log scale), one line per schedule:
+    the mean with its 95% CI at every LR tried. Points of different schedules at one LR are
+    spread slightly apart so that their error bars do not hide each other.
+
+    ``frame``: columns schedule, lr, mean, ci_low, ci_high (fractions).
+    """
+    schedules = [s for s in schedules if s in set(frame["schedule"])]
+    with _style():
+        fig = Figure(figsize=(WIDTH, 3.0), layout="constrained")
+        ax = fig.subplots()
+        for k, s in enumerate(schedules):
+            rows = frame[frame["schedule"] == s].sort_values("lr")
+            dodge = 10 ** (0.012 * (k - (len(schedules) - 1) / 2))
+            mean = rows["mean"] * 100
+            err = [mean - rows["ci_low"] * 100, rows["ci_high"] * 100 - mean]
+            ax.errorbar(
+                rows["lr"] * dodge,
+                mean,
+                yerr=err,
+                color=colour(s),
+                marker="o",
+                ms=4,
+                lw=1.3,
+                capsize=2,
+                elinewidth=1,
+                label=s,
+            )
+        ax.set_xscale("log")
+        lrs = np.sort(frame["lr"].unique())
+        ax.set_xticks(lrs, [f"{x:g}" for x in lrs])
+        ax.minorticks_off()
+        ax.set_xlabel("base learning rate")
+        ax.set_ylabel("validation accuracy (%)")
+        fig.legend(loc="outside right upper")
     return fig
 
 
 def lr_range_test(curve: pd.DataFrame, steepest: float, min_loss: float) -> plt.Figure:
     """The LR range test: smoothed training loss against the LR (log scale), with the LR of the
     steepest descent and of the lowest loss marked."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.5), constrained_layout=True)
-    ax.plot(curve["lr"], curve["loss"], color="0.2")
-    for lr, label, colour in ((steepest, "steepest", "#0072B2"), (min_loss, "min loss", "#D55E00")):
-        ax.axvline(lr, color=colour, linestyle="--", label=f"{label}: {lr:.3g}")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss (smoothed)")
-    ax.legend(frameon=False)
+    with _style():
+        fig, ax = plt.subplots(figsize=(5.5, 3.5), constrained_layout=True)
+        ax.plot(curve["lr"], curve["loss"], color="0.2")
+        for lr, label, c in ((steepest, "steepest", "#0072B2"), (min_loss, "min loss", "#D55E00")):
+            ax.axvline(lr, color=c, linestyle="--", label=f"{label}: {lr:.3g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("training loss (smoothed)")
+        ax.legend(frameon=False)
     return fig

@@ -1,18 +1,21 @@
-"""bench-report: read runs back from MLflow and write the tables and figures.
+"""bench-report: read runs back from MLflow and write the report.
 
-The report of experiment ``E`` goes to ``<results>/E/``:
+A report is one folder:
 
-- ``accuracy.csv`` / ``accuracy.md``, ``stability.csv`` / ``stability.md``
-  (tables from ``bench.analysis``; CSV in fractions, Markdown in percentage points), and
-  ``ensemble.csv`` / ``ensemble.md`` when runs kept warm-restart snapshots;
-- ``val_acc_curves``, ``lr_traces``, ``final_acc_per_seed`` as ``.png`` and ``.svg``;
-- ``README.md``: the tables and figures on one page.
+- ``report.md``: what was run, the verdicts on the claims, the tables and the figures, top to
+  bottom;
+- tables as CSV (stable, machine-readable column names; accuracies as fractions), Markdown and
+  LaTeX (booktabs; readable headers, points): ``accuracy``, ``stability``, ``claims``, and where
+  they apply ``ensemble``, ``ranks`` (several settings), ``lr_sensitivity`` and ``at_best_lr``
+  (a swept base LR);
+- figures as PNG and SVG (and PDF on request): ``val_acc_curves``, ``final_acc_per_seed``,
+  ``forest``, ``stability``, ``lr_traces``, ``lr_sensitivity``; one set per setting when the
+  runs differ in more than the schedule and the seed (``val_acc_curves-1.png``, ...).
 
-Runs that differ in more than the schedule and the seed (a grid over a base LR, two models, ...)
-are reported per setting: the tables get a ``setting`` column and each setting its own figures
-(``val_acc_curves-1.png``, ...).
-
-The folder is written aside and swapped in whole: a failed report never leaves a half-written one.
+A sweep's report goes to the sweep's own folder unless told otherwise, so trying something
+never overwrites the curated copy under ``results/``; a report of one sweep is also logged to
+the sweep's parent run in MLflow, with its headline numbers as metrics. The folder is written
+aside and swapped in whole: a failed report never leaves a half-written one.
 """
 
 from __future__ import annotations
@@ -22,14 +25,58 @@ import os
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench import analysis, plots, schedules, tracking
+from bench.analysis import claims as claims_mod
 
-ACC_LIKE = ("_acc_", "diff_vs", "seed_range", "best_minus_final", "ensemble_gain")
+HEADLINES = ("final_val_acc", "best_val_acc", "test_acc")
+METRIC_NAMES = {
+    "final_val_acc": "final val acc",
+    "best_val_acc": "best val acc",
+    "test_acc": "test acc",
+}
+FORMATS = ("png", "svg", "pdf")
+# Settings shown first under "What was run", when the runs have them.
+KEY_SETTINGS = (
+    "data._target_",
+    "model._target_",
+    "optimizer._target_",
+    "optimizer.lr",
+    "optimizer.weight_decay",
+    "data.batch_size",
+    "trainer.max_epochs",
+    "trainer.precision",
+    "n_train",
+    "n_val",
+    "n_test",
+)
+
+
+@dataclass
+class Options:
+    """What a report compares: the ``baseline`` schedule, the ``metric`` of the headline table
+    and the claims, extra ``claims`` (``report.claims`` in config), figure ``formats``."""
+
+    baseline: str = analysis.BASELINE
+    metric: str = analysis.HEADLINE
+    claims: Sequence[claims_mod.Claim] = ()
+    formats: Sequence[str] = ("png", "svg")
+
+
+def options_from(config: dict) -> Options:
+    """The ``report`` node of a run config (checked by ``bench.config``) as ``Options``."""
+    return Options(
+        baseline=config.get("baseline", analysis.BASELINE),
+        metric=config.get("metric", analysis.HEADLINE),
+        claims=claims_mod.parse(config.get("claims") or []),
+        formats=tuple(config.get("formats") or ("png", "svg")),
+    )
 
 
 @dataclass
@@ -37,134 +84,621 @@ class Report:
     folder: Path
     accuracy: pd.DataFrame
     stability: pd.DataFrame
+    claims: pd.DataFrame
     n_finished: int
     n_unfinished: int
     warnings: list[str]
+    options: Options = field(default_factory=Options)
     ensemble: pd.DataFrame | None = None
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    """A Markdown table; accuracy-like columns in percentage points with two decimals."""
-    shown = table.copy()
-    for column in shown.columns:
-        if any(key in column for key in ACC_LIKE):
-            shown[column] = shown[column] * 100
-    shown = shown.astype(object).where(shown.notna(), None)  # tabulate shows None as missingval
-    return shown.to_markdown(index=False, floatfmt=".2f", missingval="–") + "\n"
+# ---------------------------------------------------------------------------------------------
+# Analysis: runs -> frames
 
 
-FIGURES = (
-    ("val_acc_curves", "Validation accuracy per epoch"),
-    ("final_acc_per_seed", "Final validation accuracy per seed"),
-    ("lr_traces", "Learning rate per optimizer step"),
-)
+@dataclass
+class Analysed:
+    runs: pd.DataFrame  # every run kept (one per cell among the finished), with ``setting``
+    per_run: pd.DataFrame  # finished runs, one row each (``analysis.per_run``)
+    epochs: pd.DataFrame  # their curves, with ``setting``
+    accuracy: pd.DataFrame
+    stability: pd.DataFrame
+    ensemble: pd.DataFrame
+    claims: pd.DataFrame
+    ranks: pd.DataFrame | None
+    sensitivity: pd.DataFrame | None
+    at_best_lr: pd.DataFrame | None
+    settings: list[str]
+    n_repeats: int
+    warnings: list[str]
 
 
-def _figures(settings: list[str]) -> str:
-    """The README's figure section: one block per setting when there are several."""
-    if len(settings) < 2:
-        return "\n".join(f"![{title}]({stem}.png)\n" for stem, title in FIGURES)
-    return "\n".join(
-        f"### Setting {i}: {setting}\n\n"
-        + "\n".join(f"![{title}]({stem}-{i}.png)\n" for stem, title in FIGURES)
-        for i, setting in enumerate(settings, 1)
+def analyse(data: tracking.Runs, options: Options) -> Analysed:
+    """Everything the report shows, computed from the runs (pure)."""
+    preferred = list(schedules.ARMS)
+    runs, n_repeats = analysis.latest_per_cell(data.runs)
+    runs = runs.assign(setting=analysis.setting_labels(runs))
+    finished = runs[runs["status"] == "FINISHED"]
+    epochs = data.epochs[data.epochs["run_id"].isin(finished["run_id"])]
+    epochs = epochs.merge(runs[["run_id", "setting"]], on="run_id")
+    per_run = analysis.per_run(epochs, runs)
+    b = options.baseline
+    accuracy = analysis.accuracy_table(per_run, runs, b, preferred)
+    settings = sorted(per_run["setting"].unique())
+    sensitivity = best = None
+    # The base LR is swept when it is one of the settings the runs differ in (a schedule-free
+    # optimizer's own LR is one of its knobs, not a setting).
+    without_lr = analysis.setting_labels(runs, without=("optimizer.lr",))
+    if (without_lr != runs["setting"]).any():
+        lrs = pd.to_numeric(finished["params"].map(lambda p: p.get("optimizer.lr")))
+        swept = per_run.assign(
+            setting=per_run["run_id"].map(dict(zip(runs["run_id"], without_lr, strict=True))),
+            lr=per_run["run_id"].map(dict(zip(finished["run_id"], lrs, strict=True))),
+        )
+        sensitivity = analysis.lr_sensitivity(swept, options.metric)
+        best = analysis.at_best_lr(swept, b, preferred, choose_on=options.metric)
+    warnings = analysis.pooling_warnings(runs)
+    if n_repeats:
+        warnings.append(
+            f"{n_repeats} finished run(s) repeat a (setting, schedule, seed) already run; each "
+            "of these cells counts once, by its most recent run"
+        )
+    missing = [
+        s for s in settings if b not in set(per_run.loc[per_run["setting"] == s, "schedule"])
+    ]
+    if missing:
+        where = "these runs" if settings == [""] else f"setting(s) {', '.join(missing)}"
+        warnings.append(
+            f"the baseline schedule {b!r} is not among {where}: no differences are shown there "
+            "(choose another with --baseline / report.baseline)"
+        )
+    claimed = [*claims_mod.DEFAULT_CLAIMS, *options.claims]
+    if options.metric != analysis.HEADLINE:
+        claimed = [_on_metric(c, options.metric) for c in claimed]
+    return Analysed(
+        runs=runs,
+        per_run=per_run,
+        epochs=epochs,
+        accuracy=accuracy,
+        stability=analysis.stability_table(per_run, epochs, runs, preferred, b),
+        ensemble=analysis.ensemble_table(per_run, runs, preferred),
+        claims=claims_mod.evaluate(per_run, claimed),
+        ranks=analysis.rank_summary(accuracy, options.metric, preferred)
+        if len(settings) > 1
+        else None,
+        sensitivity=sensitivity,
+        at_best_lr=best,
+        settings=settings,
+        n_repeats=n_repeats,
+        warnings=warnings,
     )
 
 
-def _readme(
-    data: tracking.Runs,
-    sweep: str | None,
-    acc: pd.DataFrame,
-    stab: pd.DataFrame,
-    command: str | None,
-    settings: list[str],
-    ens: pd.DataFrame,
-) -> str:
-    n_finished = len(data.finished)
-    scope = f"sweep `{sweep}`" if sweep else "all sweeps"
-    made_by = f" (made by `{command}`)" if command else ""
-    warnings = "".join(f"\n> **Warning:** {w}.\n" for w in analysis.pooling_warnings(data.runs))
-    if len(settings) > 1:
-        warnings += (
-            f"\nThe runs differ in more than the schedule and the seed: they are reported per "
-            f"setting ({len(settings)} settings, the `setting` column), and each schedule is "
-            "compared with `constant` within its setting.\n"
+def _on_metric(claim: claims_mod.Claim, metric: str) -> claims_mod.Claim:
+    """A default claim about final val acc, moved to the report's headline metric."""
+    if claim.metric != analysis.HEADLINE:
+        return claim
+    return claims_mod.Claim(claim.text, claim.a, claim.b, metric, claim.low, claim.high)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering: frames -> tables for readers
+
+
+def _pt(value: float, signed: bool = False) -> str:
+    if pd.isna(value):
+        return "–"
+    value = round(value * 100, 2) + 0.0  # no "-0.00"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def _interval(mean: float, low: float, high: float, signed: bool = False) -> str:
+    """``97.92 [97.05, 98.78]`` in points; ``–`` where undefined."""
+    if pd.isna(mean):
+        return "–"
+    text = _pt(mean, signed)
+    if not pd.isna(low):
+        text += f" [{_pt(low, signed)}, {_pt(high, signed)}]"
+    return text
+
+
+def _p(value: float) -> str:
+    if pd.isna(value):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _num(value: float, digits: int = 2) -> str:
+    return "–" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def _with_setting(table: pd.DataFrame, shown: dict) -> pd.DataFrame:
+    frame = pd.DataFrame(shown)
+    if "setting" in table and table["setting"].nunique() > 1:
+        frame.insert(0, "setting", table["setting"].to_numpy())
+    return frame
+
+
+def accuracy_view(accuracy: pd.DataFrame, metric: str, baseline: str) -> pd.DataFrame:
+    """The headline metric's table for readers: headers in words, values in points."""
+    t = analysis.headline(accuracy, metric)
+    name = METRIC_NAMES[metric]
+    return _with_setting(
+        t,
+        {
+            "schedule": t["schedule"],
+            "runs": t["n_runs"].astype(str),
+            f"{name} % [95% CI]": [_interval(r.mean, r.ci_low, r.ci_high) for r in t.itertuples()],
+            "sd (pt)": [_pt(v) for v in t["std"]],
+            "median %": [_pt(v) for v in t["median"]],
+            f"Δ vs {baseline} (pt) [95% CI]": [
+                _interval(r.diff_mean, r.diff_ci_low, r.diff_ci_high, signed=True)
+                for r in t.itertuples()
+            ],
+            "p (t)": [_p(v) for v in t["p_t"]],
+            "p (Wilcoxon)": [_p(v) for v in t["p_wilcoxon"]],
+            "p (Holm)": [_p(v) for v in t["p_holm"]],
+            "d_z": [_num(v) for v in t["effect_size"]],
+            f"wins vs {baseline}": [_num(v) for v in t["win_rate"]],
+            "mean rank": [_num(v) for v in t["rank_mean"]],
+        },
+    )
+
+
+def other_metrics_view(accuracy: pd.DataFrame, metric: str, baseline: str) -> pd.DataFrame:
+    """The accuracies other than the headline: mean [CI] and paired Δ [CI] for each."""
+    others = [m for m in HEADLINES if m != metric]
+    first = analysis.headline(accuracy, others[0])
+    shown: dict = {"schedule": first["schedule"]}
+    for m in others:
+        t = analysis.headline(accuracy, m)
+        shown[f"{METRIC_NAMES[m]} % [95% CI]"] = [
+            _interval(r.mean, r.ci_low, r.ci_high) for r in t.itertuples()
+        ]
+        shown[f"Δ {METRIC_NAMES[m]} vs {baseline} (pt)"] = [
+            _interval(r.diff_mean, r.diff_ci_low, r.diff_ci_high, signed=True)
+            for r in t.itertuples()
+        ]
+    return _with_setting(first, shown)
+
+
+def stability_view(stability: pd.DataFrame) -> pd.DataFrame:
+    s = stability
+    target = s["target"].iloc[0] if len(s) else np.nan
+    return _with_setting(
+        s,
+        {
+            "schedule": s["schedule"],
+            "runs": s["n_runs"].astype(str),
+            "failed": s["n_failed"].astype(str),
+            "diverged": s["n_diverged"].astype(str),
+            "sd over seeds (pt)": [_pt(v) for v in s["final_std"]],
+            "seed range (pt)": [_pt(v) for v in s["seed_range"]],
+            "best − final (pt)": [_pt(v) for v in s["best_minus_final_mean"]],
+            "late regressions": [_num(v) for v in s["late_regressions_mean"]],
+            "oscillation (pt)": [_pt(v) for v in s["oscillation_mean"]],
+            "epochs to peak": [_num(v, 1) for v in s["epochs_to_peak_mean"]],
+            "reached target" + ("" if s["setting"].nunique() > 1 else f" ({_pt(target)}%)"): [
+                f"{r.n_reached}/{r.n_runs}" for r in s.itertuples()
+            ],
+            "epochs to target": [_num(v, 1) for v in s["epochs_to_target_mean"]],
+            "seconds to target": [_num(v, 1) for v in s["seconds_to_target_mean"]],
+        },
+    )
+
+
+def claims_view(claims: pd.DataFrame) -> pd.DataFrame:
+    c = claims
+
+    def measured(r) -> str:
+        unit = claims_mod.METRICS[r.metric]
+        if pd.isna(r.diff_mean):
+            return "–"
+        text = f"{r.diff_mean:+.2f}"
+        if not pd.isna(r.diff_ci_low):
+            text += f" [{r.diff_ci_low:+.2f}, {r.diff_ci_high:+.2f}]"
+        return f"{text} {unit}"
+
+    def verdict(r) -> str:
+        if r.verdict != "inconclusive":
+            return f"**{r.verdict}**"
+        need = r.seeds_needed
+        if pd.isna(need):
+            more = "the spread is unknown"
+        elif np.isinf(need):
+            more = f"more than {analysis.stats.MAX_SEEDS} seeds would be needed"
+        else:
+            more = f"about {int(need)} seeds would decide"
+        return f"inconclusive at n={r.n_pairs} ({more})"
+
+    return _with_setting(
+        c,
+        {
+            "claim": c["claim"],
+            "compared": [f"{r.a} − {r.b}" for r in c.itertuples()],
+            "expected": c["expected"],
+            "measured [95% CI]": [measured(r) for r in c.itertuples()],
+            "verdict": [verdict(r) for r in c.itertuples()],
+        },
+    )
+
+
+def ensemble_view(ens: pd.DataFrame) -> pd.DataFrame:
+    return _with_setting(
+        ens,
+        {
+            "schedule": ens["schedule"],
+            "runs": ens["n_runs"].astype(str),
+            "snapshots": [_num(v, 0) for v in ens["n_snapshots"]],
+            "val: final → ensemble %": [
+                f"{_pt(r.final_val_acc_mean)} → {_pt(r.val_acc_ensemble_mean)}"
+                for r in ens.itertuples()
+            ],
+            "val gain (pt) [95% CI]": [
+                _interval(
+                    r.ensemble_gain_val_mean,
+                    r.ensemble_gain_val_ci_low,
+                    r.ensemble_gain_val_ci_high,
+                    signed=True,
+                )
+                for r in ens.itertuples()
+            ],
+            "test: final → ensemble %": [
+                f"{_pt(r.test_acc_mean)} → {_pt(r.test_acc_ensemble_mean)}"
+                for r in ens.itertuples()
+            ],
+            "test gain (pt) [95% CI]": [
+                _interval(
+                    r.ensemble_gain_test_mean,
+                    r.ensemble_gain_test_ci_low,
+                    r.ensemble_gain_test_ci_high,
+                    signed=True,
+                )
+                for r in ens.itertuples()
+            ],
+        },
+    )
+
+
+def ranks_view(ranks: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "schedule": ranks["schedule"],
+            "settings": ranks["n_settings"].astype(str),
+            "mean rank": [_num(v) for v in ranks["rank_mean"]],
+            "best in": ranks["n_best"].astype(str),
+        }
+    )
+
+
+def sensitivity_view(sens: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return _with_setting(
+        sens,
+        {
+            "schedule": sens["schedule"],
+            "base LR": [f"{v:g}" for v in sens["lr"]],
+            "runs": sens["n_runs"].astype(str),
+            f"{METRIC_NAMES[metric]} % [95% CI]": [
+                _interval(r.mean, r.ci_low, r.ci_high) for r in sens.itertuples()
+            ],
+            "within 1 pt of its best": ["yes" if v else "" for v in sens["near_best"]],
+        },
+    )
+
+
+def to_markdown(view: pd.DataFrame) -> str:
+    return view.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+_LATEX = {
+    "<": "$<$",
+    ">": "$>$",
+    "Δ": r"$\Delta$",
+    "−": "-",
+    "–": "--",
+    "→": r"$\to$",
+    "±": r"$\pm$",
+    "**": "",
+}
+
+
+def to_latex(view: pd.DataFrame) -> str:
+    """A booktabs table (``\\usepackage{booktabs}``) of a view."""
+    styled = view.style.hide(axis="index").format(escape="latex")
+    text = styled.format_index(escape="latex", axis=1).to_latex(
+        hrules=True, column_format="l" * view.shape[1]
+    )
+    for old, new in _LATEX.items():
+        text = text.replace(old, new)
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# The folder
+
+
+def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str]) -> str:
+    finished = a.runs[a.runs["status"] == "FINISHED"]
+    params = pd.DataFrame(list(finished["params"]), index=finished.index).astype(str)
+    n_unfinished = int((a.runs["status"] != "FINISHED").sum())
+    lines = [
+        f"- **Runs**: MLflow experiment `{data.experiment}`, {scope}: {len(finished)} finished "
+        f"runs reported, {n_unfinished} not finished (failed, killed or still running; counted, "
+        f"not reported)."
+    ]
+    if commands:
+        lines.append("- **Command**: " + "; ".join(f"`{c}`" for c in commands))
+    arms = analysis.order(set(finished["schedule"]), schedules.ARMS)
+    seeds = sorted(set(finished["seed"]))
+    lines.append(f"- **Schedules** ({len(arms)}): {', '.join(arms)}; **seeds**: {seeds}.")
+    if len(a.settings) > 1:
+        lines.append(
+            f"- **Settings** that vary ({len(a.settings)}): "
+            + "; ".join(f"`{s}`" for s in a.settings)
         )
-    return f"""# Report: {data.experiment}
+    fixed = {
+        c: params[c].iloc[0]
+        for c in params
+        if analysis.pooling.is_setting(c) and params[c].nunique() == 1
+    }
+    key = [f"`{c}={fixed[c]}`" for c in KEY_SETTINGS if c in fixed]
+    if key:
+        lines.append("- **Fixed**: " + ", ".join(key) + " (all fixed settings below).")
+    if {"start_time", "end_time"} <= set(finished):
+        spent = (finished["end_time"] - finished["start_time"]).sum()
+        span = finished["end_time"].max() - finished["start_time"].min()
+        if np.isfinite(spent):
+            lines.append(
+                f"- **Wall time**: {spent / 60:.1f} min of training over the reported runs, "
+                f"{span / 60:.1f} min from the first start to the last end."
+            )
+    tags = finished["tags"] if "tags" in finished else pd.Series([{}] * len(finished))
+    for tag, label in (
+        ("bench.host", "Machine"),
+        ("bench.device", "Device"),
+        ("bench.versions", "Versions"),
+    ):
+        values = sorted({t.get(tag) for t in tags if t.get(tag)})
+        if values:
+            lines.append(f"- **{label}**: " + "; ".join(f"`{v}`" for v in values))
+        else:
+            lines.append(f"- **{label}**: not recorded by these runs.")
+    details = "\n".join(f"| `{c}` | `{v}` |" for c, v in sorted(fixed.items()))
+    table = f"\n<details><summary>All fixed settings ({len(fixed)})</summary>\n\n"
+    table += f"| setting | value |\n| --- | --- |\n{details}\n\n</details>\n"
+    return "\n".join(lines) + "\n" + table
 
-MLflow experiment `{data.experiment}`, {scope}{made_by}: {n_finished} finished runs,
-{len(data.runs) - n_finished} not finished (failed, killed or still running; left out below).
-{warnings}
-Accuracies are in percentage points; the CSV files hold the same tables as fractions.
-Column definitions are in the project README under "The report".
 
-## Accuracy
-
-{to_markdown(acc)}
-## Stability
-
-{to_markdown(stab)}{_ensemble_section(ens)}
-## Figures
-
-{_figures(settings)}"""
+FIGURES = (
+    ("val_acc_curves", "Validation accuracy per epoch (mean and 95% CI over seeds)"),
+    ("final_acc_per_seed", "Final accuracy per seed, with the mean and its 95% CI"),
+    ("forest", "Paired differences from the baseline (95% CI)"),
+    ("stability", "Stability measures per schedule"),
+    ("lr_traces", "Learning rate per optimizer step (one run per schedule)"),
+)
 
 
-def _ensemble_section(ens: pd.DataFrame) -> str:
-    if ens.empty:
-        return ""
-    return f"""
-## Snapshot ensembles
+def _figure_section(settings: list[str], has_sensitivity: bool) -> str:
+    def block(suffix: str) -> str:
+        return "\n".join(f"![{title}]({stem}{suffix}.png)\n" for stem, title in FIGURES)
 
-The weights at the end of every warm-restart cycle, averaged (mean softmax), against the final
-model alone: the same training, `n_snapshots` times the inference. Gains are ensemble minus single
-model, paired by run.
+    text = (
+        block("")
+        if len(settings) < 2
+        else "\n".join(
+            f"### Setting {i}: {s}\n\n{block(f'-{i}')}" for i, s in enumerate(settings, 1)
+        )
+    )
+    if has_sensitivity:
+        text += "\n![Accuracy against the base LR](lr_sensitivity.png)\n"
+    return text
 
-{to_markdown(ens)}"""
+
+def _report_md(
+    data: tracking.Runs, a: Analysed, options: Options, scope: str, commands: list[str]
+) -> str:
+    b, m = options.baseline, options.metric
+    name = METRIC_NAMES[m]
+    warnings = "".join(f"\n> **Warning:** {w}.\n" for w in a.warnings)
+    clipped = bool(a.accuracy["ci_clipped"].any())
+    sections = [
+        f"# Report: {data.experiment}\n",
+        "## What was run\n",
+        _provenance(data, a, scope, commands),
+        warnings,
+        "## Verdicts\n",
+        f"Each claim about schedules, tested on these runs: the measured difference (paired by "
+        f"seed, on {name} unless the claim names another metric) with its 95% CI, and whether "
+        "the CI lies inside the claimed range (**held**), outside it (**refuted**) or across "
+        "an edge of it (inconclusive, with the seeds that would decide it). Claims whose "
+        "schedules were not run are left out.\n",
+        _verdict_summary(a.claims),
+        to_markdown(claims_view(a.claims)) if len(a.claims) else "",
+        "## Accuracy\n",
+        f"Headline: **{name}** (`report.metric`), in %; differences are from **{b}** "
+        f"(`report.baseline`), paired by seed, in points. p-values are two-sided; Holm's "
+        f"correction is over the schedules compared with {b} in a setting; d_z is the mean "
+        f"difference over its standard deviation; wins is the share of seeds where the "
+        f"schedule beat {b} (a tie counts a half); rank 1 is the best.\n",
+        to_markdown(accuracy_view(a.accuracy, m, b)),
+        "\nThe other accuracies, the same way:\n",
+        to_markdown(other_metrics_view(a.accuracy, m, b)),
+    ]
+    if clipped:
+        sections.append(
+            "\nSome intervals ran past [0, 100] % and are clipped to it (`ci_clipped` in "
+            "accuracy.csv).\n"
+        )
+    sections += [
+        "\n## Stability\n",
+        'Definitions in the project README ("The report"). The target is '
+        f"{analysis.tables.TARGET_FRACTION:.0%} of the best schedule's mean final val acc; "
+        "runs that never reach it count in 'reached target' only.\n",
+        to_markdown(stability_view(a.stability)),
+    ]
+    if not a.ensemble.empty:
+        sections += [
+            "\n## Snapshot ensembles\n",
+            "The weights at the end of every warm-restart cycle, averaged (mean softmax), "
+            "against the final model alone: the same training, `n_snapshots` times the "
+            "inference. Gains are ensemble minus final model, paired by run.\n",
+            to_markdown(ensemble_view(a.ensemble)),
+        ]
+    if a.ranks is not None:
+        sections += [
+            "\n## Across settings\n",
+            f"Each schedule's rank among the schedules of a setting, by mean {name}.\n",
+            to_markdown(ranks_view(a.ranks)),
+        ]
+    if a.sensitivity is not None:
+        sections += [
+            "\n## Base LR\n",
+            f"{name} against the base LR (`optimizer.lr`) per schedule:\n",
+            to_markdown(sensitivity_view(a.sensitivity, m)),
+            f"\nThe fair comparison: each schedule at its own best base LR (chosen on {name}), "
+            f"compared on test accuracy, paired by seed with {b} at its best LR:\n",
+            to_markdown(_at_best_view(a.at_best_lr, b)),
+        ]
+    sections += [
+        "\n## Figures\n",
+        _figure_section(a.settings, a.sensitivity is not None),
+        "\n## Files\n",
+        "Each table is also here as CSV (machine-readable names; accuracies as fractions) and "
+        "LaTeX (booktabs): "
+        + ", ".join(f"`{t}.csv`/`.tex`" for t in _tables(a))
+        + '. Column definitions are in the project README under "The report".\n',
+    ]
+    return "\n".join(sections)
+
+
+def _verdict_summary(claims: pd.DataFrame) -> str:
+    if claims.empty:
+        return "No claim could be tested: none has both of its schedules in these runs.\n"
+    counts = claims["verdict"].value_counts()
+    parts = [f"{counts.get(v, 0)} {v}" for v in ("held", "refuted", "inconclusive")]
+    return f"**{len(claims)} claims tested: {', '.join(parts)}.**\n"
+
+
+def _at_best_view(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    view = accuracy_view(table, "test_acc", baseline)
+    view.insert(1, "best base LR", [f"{v:g}" for v in table["lr"]])
+    view.insert(2, "LRs within 1 pt", table["near_best_lrs"].to_numpy())
+    return view
+
+
+def _tables(a: Analysed) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
+    """name -> (CSV frame, reader's view or None)."""
+    return {
+        "accuracy": (a.accuracy, None),
+        "stability": (a.stability, stability_view(a.stability)),
+        "claims": (a.claims, claims_view(a.claims)),
+        **({"ensemble": (a.ensemble, ensemble_view(a.ensemble))} if len(a.ensemble) else {}),
+        **({"ranks": (a.ranks, ranks_view(a.ranks))} if a.ranks is not None else {}),
+        **(
+            {
+                "lr_sensitivity": (a.sensitivity, None),
+                "at_best_lr": (a.at_best_lr, None),
+            }
+            if a.sensitivity is not None
+            else {}
+        ),
+    }
+
+
+def _write_tables(a: Analysed, options: Options, folder: Path) -> None:
+    for name, (frame, view) in _tables(a).items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+        if name == "accuracy":
+            view = accuracy_view(frame, options.metric, options.baseline)
+        elif name == "lr_sensitivity":
+            view = sensitivity_view(frame, options.metric)
+        elif name == "at_best_lr":
+            view = _at_best_view(frame, options.baseline)
+        (folder / f"{name}.md").write_text(to_markdown(view))
+        (folder / f"{name}.tex").write_text(to_latex(view))
+
+
+def _write_figures(
+    uri: str | None, a: Analysed, options: Options, folder: Path, preferred: list[str]
+) -> None:
+    b, m = options.baseline, options.metric
+    formats = tuple(options.formats)
+    for i, setting in enumerate(a.settings, 1):
+        suffix = f"-{i}" if len(a.settings) > 1 else ""
+        per_run = a.per_run[a.per_run["setting"] == setting]
+        epochs = a.epochs[a.epochs["setting"] == setting]
+        order = analysis.order(set(per_run["schedule"]), preferred, b)
+        acc = analysis.headline(a.accuracy, m)
+        acc = acc[acc["setting"] == setting]
+        plots.save(
+            plots.val_acc_curves(epochs, order, b), folder, f"val_acc_curves{suffix}", formats
+        )
+        summary = acc[["schedule", "mean", "ci_low", "ci_high"]]
+        plots.save(
+            plots.final_acc_per_seed(
+                per_run.assign(final_val_acc=per_run[m]), order, summary=summary
+            ),
+            folder,
+            f"final_acc_per_seed{suffix}",
+            formats,
+        )
+        diffs = acc[acc["schedule"] != b][
+            ["schedule", "diff_mean", "diff_ci_low", "diff_ci_high", "p_holm"]
+        ]
+        diffs = diffs.rename(
+            columns={"diff_mean": "mean", "diff_ci_low": "ci_low", "diff_ci_high": "ci_high"}
+        )
+        plots.save(
+            plots.forest(diffs, b, METRIC_NAMES[m]),
+            folder,
+            f"forest{suffix}",
+            formats,
+        )
+        stab = a.stability[a.stability["setting"] == setting]
+        plots.save(plots.stability_bars(stab, order), folder, f"stability{suffix}", formats)
+        first = (
+            per_run.sort_values(["seed", "run_id"])
+            .groupby("schedule", sort=False)["run_id"]
+            .first()
+        )
+        lr = (
+            tracking.load_lr(uri, list(first))
+            if uri
+            else pd.DataFrame(columns=["run_id", "step", "lr"])
+        )
+        lr = lr.merge(per_run[["run_id", "schedule"]], on="run_id")
+        plots.save(plots.lr_traces(lr, order), folder, f"lr_traces{suffix}", formats)
+    if a.sensitivity is not None:
+        order = analysis.order(set(a.sensitivity["schedule"]), preferred, b)
+        plots.save(plots.lr_sensitivity(a.sensitivity, order), folder, "lr_sensitivity", formats)
 
 
 def write(
-    data: tracking.Runs, folder: Path, sweep: str | None = None, command: str | None = None
+    data: tracking.Runs,
+    folder: Path,
+    options: Options | None = None,
+    scope: str = "all its runs",
+    commands: Sequence[str] = (),
+    uri: str | None = None,
 ) -> Report:
-    """Write the report of ``data`` into ``folder`` (replaced whole); ``sweep`` and the
-    ``command`` that made it are named in its README."""
+    """Write the report of ``data`` into ``folder`` (replaced whole). ``scope`` and the
+    ``commands`` that made the runs are named under "What was run"; ``uri`` (the store) is
+    read for the LR traces."""
+    options = options or Options()
     if data.finished.empty:
         raise LookupError(
             f"experiment {data.experiment!r} has no finished runs to report "
             f"({len(data.runs)} runs in all)"
         )
-    preferred = list(schedules.SCHEDULES)
-    runs = data.runs.assign(setting=analysis.setting_labels(data.runs))
-    finished_epochs = data.epochs[data.epochs["run_id"].isin(data.finished["run_id"])]
-    finished_epochs = finished_epochs.merge(runs[["run_id", "setting"]], on="run_id")
-    acc = analysis.accuracy_table(runs, finished_epochs, preferred)
-    stab = analysis.stability_table(finished_epochs, preferred)
-    ens = analysis.ensemble_table(runs, finished_epochs, preferred)
-    settings = sorted(finished_epochs["setting"].unique())
-
+    a = analyse(data, options)
+    preferred = list(schedules.ARMS)
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        acc.to_csv(staging / "accuracy.csv", index=False)
-        stab.to_csv(staging / "stability.csv", index=False)
-        (staging / "accuracy.md").write_text(to_markdown(acc))
-        (staging / "stability.md").write_text(to_markdown(stab))
-        if not ens.empty:
-            ens.to_csv(staging / "ensemble.csv", index=False)
-            (staging / "ensemble.md").write_text(to_markdown(ens))
-        for i, setting in enumerate(settings, 1):
-            suffix = f"-{i}" if len(settings) > 1 else ""
-            epochs = finished_epochs[finished_epochs["setting"] == setting]
-            lr = data.lr[data.lr["run_id"].isin(epochs["run_id"])]
-            order = analysis.order(set(epochs["schedule"]), preferred)
-            plots.save(plots.val_acc_curves(epochs, order), staging, f"val_acc_curves{suffix}")
-            plots.save(plots.lr_traces(lr, order), staging, f"lr_traces{suffix}")
-            plots.save(
-                plots.final_acc_per_seed(analysis.per_run(epochs), order),
-                staging,
-                f"final_acc_per_seed{suffix}",
-            )
-        (staging / "README.md").write_text(_readme(data, sweep, acc, stab, command, settings, ens))
+        _write_tables(a, options, staging)
+        _write_figures(uri, a, options, staging, preferred)
+        (staging / "report.md").write_text(_report_md(data, a, options, scope, list(commands)))
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report is not
@@ -178,135 +712,127 @@ def write(
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    n_finished = len(data.finished)
-    warnings = analysis.pooling_warnings(data.runs)
-    return Report(folder, acc, stab, n_finished, len(data.runs) - n_finished, warnings, ens)
-
-
-def _interval(mean: float, low: float, high: float, signed: bool = False) -> str:
-    """``97.92 [97.05, 98.78]`` in percentage points; ``–`` where undefined."""
-    if pd.isna(mean):
-        return "–"
-    fmt = "{:+.2f}" if signed else "{:.2f}"
-    text = fmt.format(mean * 100)
-    if not pd.isna(low):
-        text += f" [{fmt.format(low * 100)}, {fmt.format(high * 100)}]"
-    return text
-
-
-def terminal_tables(report: Report) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The two tables narrowed for a terminal: means with their 95% CI in brackets."""
-    acc = report.accuracy
-    compact = pd.DataFrame(
-        {
-            **({"setting": acc["setting"]} if "setting" in acc else {}),
-            "schedule": acc["schedule"],
-            "runs": acc["n_runs"],
-            "final val acc % [95% CI]": [
-                _interval(r.final_val_acc_mean, r.final_val_acc_ci_low, r.final_val_acc_ci_high)
-                for r in acc.itertuples()
-            ],
-            "best val acc %": [_interval(v, None, None) for v in acc["best_val_acc_mean"]],
-            "test acc %": [_interval(v, None, None) for v in acc["test_acc_mean"]],
-            "vs constant, points [95% CI]": [
-                _interval(
-                    r.diff_vs_constant_mean,
-                    r.diff_vs_constant_ci_low,
-                    r.diff_vs_constant_ci_high,
-                    signed=True,
-                )
-                for r in acc.itertuples()
-            ],
-        }
+    finished = a.runs[a.runs["status"] == "FINISHED"]
+    return Report(
+        folder=folder,
+        accuracy=a.accuracy,
+        stability=a.stability,
+        claims=a.claims,
+        n_finished=len(finished),
+        n_unfinished=len(a.runs) - len(finished),
+        warnings=a.warnings,
+        options=options,
+        ensemble=a.ensemble,
     )
-    stab = report.stability.rename(
-        columns={
-            "n_runs": "runs",
-            "seed_range": "seed range (points)",
-            "best_minus_final_mean": "best - final (points)",
-            "late_regressions_mean": "late regressions",
-            "epochs_to_peak_mean": "epochs to peak",
-        }
-    )
-    for column in ("seed range (points)", "best - final (points)"):
-        stab[column] = stab[column] * 100
-    return compact, stab
 
 
-def ensemble_terminal(ens: pd.DataFrame) -> pd.DataFrame:
-    """The snapshot-ensemble table narrowed for a terminal."""
-    return pd.DataFrame(
-        {
-            **({"setting": ens["setting"]} if "setting" in ens else {}),
-            "schedule": ens["schedule"],
-            "runs": ens["n_runs"],
-            "snapshots": ens["n_snapshots"],
-            "val: single -> ensemble %": [
-                f"{_interval(r.final_val_acc_mean, None, None)} -> "
-                f"{_interval(r.val_acc_ensemble_mean, None, None)}"
-                for r in ens.itertuples()
-            ],
-            "val gain": [
-                _interval(
-                    r.ensemble_gain_val_mean,
-                    r.ensemble_gain_val_ci_low,
-                    r.ensemble_gain_val_ci_high,
-                    signed=True,
-                )
-                for r in ens.itertuples()
-            ],
-            "test gain": [
-                _interval(
-                    r.ensemble_gain_test_mean,
-                    r.ensemble_gain_test_ci_low,
-                    r.ensemble_gain_test_ci_high,
-                    signed=True,
-                )
-                for r in ens.itertuples()
-            ],
-        }
+def headline_metrics(report: Report) -> dict[str, float]:
+    """The numbers a sweep's parent run carries, so its row in the MLflow UI answers the
+    question: per schedule, the mean headline metric and its paired difference from the
+    baseline (fractions, like the runs' own metrics); prefixed ``s<i>.`` per setting when
+    there are several."""
+    rows = analysis.headline(report.accuracy, report.options.metric)
+    settings = sorted(rows["setting"].unique())
+    metrics = {}
+    for r in rows.itertuples():
+        prefix = f"s{settings.index(r.setting) + 1}." if len(settings) > 1 else ""
+        metrics[f"{prefix}{r.schedule}.{r.metric}"] = r.mean
+        if not pd.isna(r.diff_mean):
+            metrics[f"{prefix}{r.schedule}.diff_vs_{report.options.baseline}"] = r.diff_mean
+    return {k: float(v) for k, v in metrics.items() if not pd.isna(v)}
+
+
+def make(
+    uri: str,
+    experiment: str,
+    folder: str | Path,
+    sweeps: Sequence[str] = (),
+    options: Options | None = None,
+    tags: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> Report:
+    """Load ``experiment`` (its runs nested under ``sweeps``, or all of them) from MLflow,
+    filtered by exact ``tags`` and ``params``, and write its report to ``folder``; the report of
+    one sweep is also logged to the sweep's parent run, with its headline numbers as metrics."""
+    data = tracking.load_runs(
+        uri, experiment, sweeps=list(sweeps) or None, tags=tags, params=params
     )
+    # The commands of the sweeps these runs came from (in the order they started).
+    parents = list(sweeps) or [s for s in dict.fromkeys(data.runs["sweep"]) if s]
+    commands = list(dict.fromkeys(tracking.sweep_info(uri, s).get("command", "") for s in parents))
+    scope = (
+        f"sweep `{sweeps[0]}`"
+        if len(sweeps) == 1
+        else f"sweeps {', '.join(f'`{s}`' for s in sweeps)}"
+        if sweeps
+        else "all its runs"
+    )
+    filters = [f"tag {k}={v}" for k, v in (tags or {}).items()]
+    filters += [f"{k}={v}" for k, v in (params or {}).items()]
+    if filters:
+        scope += " where " + ", ".join(filters)
+    report = write(data, Path(folder), options, scope, [c for c in commands if c], uri)
+    if len(sweeps) == 1:
+        tracking.log_artifacts(uri, sweeps[0], report.folder)
+        tracking.log_metrics(uri, sweeps[0], headline_metrics(report))
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# The terminal
 
 
 def print_tables(report: Report, file=None) -> None:
     file = file or sys.stdout
-    acc, stab = terminal_tables(report)
+    o = report.options
     unfinished = f", {report.n_unfinished} not finished" if report.n_unfinished else ""
-    print(f"\nValidation accuracy ({report.n_finished} finished runs{unfinished})", file=file)
-    print(acc.to_markdown(index=False, tablefmt="simple", disable_numparse=True), file=file)
+    acc = accuracy_view(report.accuracy, o.metric, o.baseline)
+    keep = [c for c in acc.columns if not c.startswith(("p (t", "p (W", "d_z", "median", "sd"))]
+    print(f"\n{METRIC_NAMES[o.metric]} ({report.n_finished} finished runs{unfinished})", file=file)
+    print(acc[keep].to_markdown(index=False, tablefmt="simple", disable_numparse=True), file=file)
+    stab = stability_view(report.stability)
+    stab = stab.drop(
+        columns=[c for c in stab if c.startswith(("sd ", "seed ", "oscill", "seconds"))]
+    )
     print("\nStability", file=file)
-    print(stab.to_markdown(index=False, tablefmt="simple", floatfmt=".2f"), file=file)
-    ens = report.ensemble
-    if ens is not None and not ens.empty:
-        print("\nSnapshot ensembles (ensemble minus final model, points [95% CI])", file=file)
-        print(ensemble_terminal(ens).to_markdown(index=False, tablefmt="simple"), file=file)
+    print(stab.to_markdown(index=False, tablefmt="simple", disable_numparse=True), file=file)
+    if report.ensemble is not None and not report.ensemble.empty:
+        print("\nSnapshot ensembles", file=file)
+        view = ensemble_view(report.ensemble)
+        print(view.to_markdown(index=False, tablefmt="simple", disable_numparse=True), file=file)
+    if len(report.claims):
+        print("\nVerdicts", file=file)
+        view = claims_view(report.claims).drop(columns=["expected"])
+        view["verdict"] = view["verdict"].str.replace("**", "", regex=False)
+        print(view.to_markdown(index=False, tablefmt="simple", disable_numparse=True), file=file)
     for warning in report.warnings:
         print(f"\nWarning: {warning}.", file=file)
-    print(f"\nReport written to {report.folder}", file=file)
+    print(f"\nReport written to {report.folder / 'report.md'}", file=file)
 
 
-def make(
-    uri: str, experiment: str, results: str | Path = "results", sweep: str | None = None
-) -> Report:
-    """Load ``experiment`` (or one ``sweep`` of it) from MLflow and write its report to
-    ``<results>/<experiment>/``; a sweep's report is also logged to the sweep's parent run."""
-    data = tracking.load_runs(uri, experiment, sweep=sweep)
-    command = tracking.run_params(uri, sweep).get("command") if sweep else None
-    report = write(data, Path(results) / experiment, sweep=sweep, command=command)
-    if sweep:
-        tracking.log_artifacts(uri, sweep, report.folder)
-    return report
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, v = value.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"bench-report: {option} {value!r}: expected KEY=VALUE")
+        pairs[key] = v
+    return pairs
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bench-report",
-        description="Regenerate the accuracy and stability tables and the figures of an "
-        "experiment from the MLflow store.",
-        epilog="Writes <results>/<experiment>/: accuracy.csv/.md, stability.csv/.md, "
-        "val_acc_curves, lr_traces and final_acc_per_seed as .png and .svg, and a README.md "
-        "that shows them together. A sweep's report is also logged to the sweep's parent run "
-        "in MLflow.",
+        description="Regenerate a report (tables, verdicts on claims, figures) from the MLflow "
+        "store: of the latest sweep by default, of chosen sweeps merged, or of every run.",
+        epilog="Writes OUT/report.md with the tables as .csv/.md/.tex and the figures as "
+        ".png/.svg (--pdf: also .pdf). A report of one sweep is also logged to the sweep's "
+        "parent run in MLflow. Repeated (setting, schedule, seed) cells count once. "
+        "Example: bench-report --all --out results/digits (the curated copy).",
     )
     p.add_argument(
         "--experiment", default="digits", help="MLflow experiment to report (default: digits)"
@@ -314,21 +840,50 @@ def parser() -> argparse.ArgumentParser:
     scope = p.add_mutually_exclusive_group()
     scope.add_argument(
         "--sweep",
-        default="latest",
+        action="append",
         metavar="RUN_ID|latest",
-        help="the sweep to report: its parent run id, or 'latest' (the default)",
+        help="a sweep to report: its parent run id, or 'latest' (the default); repeat to merge "
+        "several sweeps of one grid (more seeds later)",
     )
     scope.add_argument(
         "--all",
         action="store_true",
-        help="pool every run of the experiment, from all its sweeps and single runs",
+        help="every run of the experiment, from all its sweeps and single runs",
     )
     p.add_argument(
-        "--results",
-        default="results",
-        metavar="DIR",
-        help="folder that receives <experiment>/ (default: ./results)",
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only runs with this MLflow tag (repeatable), e.g. --tag schedule=cosine",
     )
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only runs with this config value (an MLflow param; repeatable), e.g. "
+        "--where optimizer.lr=0.1",
+    )
+    p.add_argument(
+        "--baseline",
+        default=analysis.BASELINE,
+        metavar="SCHEDULE",
+        help=f"the schedule the others are compared with (default: {analysis.BASELINE})",
+    )
+    p.add_argument(
+        "--metric",
+        default=analysis.HEADLINE,
+        choices=HEADLINES,
+        help=f"the headline accuracy (default: {analysis.HEADLINE})",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="the report's folder (default: reports/<experiment>)",
+    )
+    p.add_argument("--pdf", action="store_true", help="also write the figures as PDF")
     p.add_argument(
         "--tracking-uri",
         default=None,
@@ -344,14 +899,37 @@ def main(argv: list[str] | None = None) -> int:
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         print(f"bench-report: no MLflow store at {uri}; run `bench` here first", file=sys.stderr)
         return 2
+    if args.baseline not in schedules.ARMS:
+        print(
+            f"bench-report: --baseline {args.baseline!r}: allowed: {', '.join(schedules.ARMS)}",
+            file=sys.stderr,
+        )
+        return 2
+    options = Options(
+        baseline=args.baseline,
+        metric=args.metric,
+        formats=("png", "svg", "pdf") if args.pdf else ("png", "svg"),
+    )
+    folder = Path(args.out) if args.out else Path("reports") / args.experiment
     try:
         if args.all:
-            sweep = None
-        elif args.sweep == "latest":
-            sweep = tracking.latest_sweep(uri, args.experiment)
+            sweeps: list[str] = []
         else:
-            sweep = tracking.check_sweep(uri, args.experiment, args.sweep)
-        report = make(uri, args.experiment, args.results, sweep=sweep)
+            sweeps = [
+                tracking.latest_sweep(uri, args.experiment)
+                if s == "latest"
+                else tracking.check_sweep(uri, args.experiment, s)
+                for s in dict.fromkeys(args.sweep or ["latest"])
+            ]
+        report = make(
+            uri,
+            args.experiment,
+            folder,
+            sweeps,
+            options,
+            tags=_pairs(args.tag, "--tag"),
+            params=_pairs(args.where, "--where"),
+        )
     except LookupError as e:
         print(f"bench-report: {e.args[0]}", file=sys.stderr)
         return 2

@@ -62,6 +62,54 @@ def build(config: Mapping[str, Any]):
     return datamodule, module
 
 
+def tags_schedule(config: Mapping[str, Any]) -> str:
+    """What the run compares: its schedule's name, or its schedule-free optimizer's."""
+    from bench import schedules
+
+    return schedules.arm(config["schedule"]["name"], config["optimizer"].get("_target_", ""))
+
+
+def provenance(config: Mapping[str, Any]) -> dict[str, str]:
+    """Where and with what the run ran, as tags: ``bench.host``, ``bench.device`` (the GPU's
+    name, or the CPU's and its core count) and ``bench.versions``."""
+    import importlib.metadata
+    import os
+    import platform
+
+    import torch
+
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "?"
+
+    accelerator = config["trainer"].get("accelerator", "auto")
+    if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = f"CPU {_cpu_name() or platform.machine()}, {os.cpu_count()} cores"
+    packages = ("bench", "torch", "torchvision", "pytorch-lightning", "mlflow")
+    versions = [f"python {platform.python_version()}"]
+    versions += [f"{p} {version(p)}" for p in packages]
+    return {
+        "bench.host": platform.node(),
+        "bench.device": device,
+        "bench.versions": ", ".join(versions),
+    }
+
+
+def _cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor()
+
+
 def trainer_arguments(config: Mapping[str, Any]) -> dict[str, Any]:
     """The ``trainer`` keys that go to Lightning's Trainer (not bench's own)."""
     return {k: v for k, v in config["trainer"].items() if k not in bench_config.OWN_TRAINER_KEYS}
@@ -93,11 +141,10 @@ def train(
         experiment_id,
         run_name=config["run_name"],
         tags={
-            "schedule": schedules.arm(
-                config["schedule"]["name"], config["optimizer"].get("_target_", "")
-            ),
+            "schedule": tags_schedule(config),
             "seed": str(config["seed"]),
             tracking.OVERRIDES_TAG: " ".join(overrides or []),
+            **provenance(config),
         },
         parent_run_id=parent_run_id,
     )
@@ -105,7 +152,8 @@ def train(
     log.info("%s: MLflow run %s in %s", label, recorder.run_id, tracking_uri)
     scratch = tempfile.mkdtemp(prefix="bench-run-")  # files of a run without an output_dir
     try:
-        recorder.log_params(tracking.flatten(config))
+        # ``schedule`` and ``seed`` as params too, so that MLflow's UI can group runs by them.
+        recorder.log_params({"schedule": tags_schedule(config)} | tracking.flatten(config))
         recorder.log_text(yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
         datamodule, module = build(config)
         recorder.log_params(data_params(datamodule))

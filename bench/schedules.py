@@ -254,6 +254,10 @@ SCHEDULE_FREE = {
 }
 
 
+# What a report compares: every schedule, and every schedule-free optimizer.
+ARMS = (*SCHEDULES, *(name for name, _ in SCHEDULE_FREE.values()))
+
+
 def arm(schedule_name: str, optimizer_target: str) -> str:
     """What a run compares: its schedule, or the schedule-free optimizer that replaces it."""
     return SCHEDULE_FREE.get(optimizer_target, (schedule_name,))[0]

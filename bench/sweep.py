@@ -195,9 +195,18 @@ class SweepCallback(Callback):
         if config.report.after_sweep and n_finished:
             from bench import report
 
-            results = Path(config.hydra.runtime.cwd) / config.report.dir
+            launch_dir = Path(config.hydra.runtime.cwd)
+            folder = (
+                launch_dir / config.hydra.sweep.dir / "report"
+                if config.report.dir is None
+                else launch_dir / config.report.dir / sweep.experiment
+            )
             made = report.make(
-                sweep.tracking_uri, sweep.experiment, results, sweep=sweep.parent_run_id
+                sweep.tracking_uri,
+                sweep.experiment,
+                folder,
+                [sweep.parent_run_id],
+                report.options_from(OmegaConf.to_container(config.report, resolve=True)),
             )
             report.print_tables(made)
         print(f"\nSweep done: {n_finished} of {sweep.n_runs} runs finished.")

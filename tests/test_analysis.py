@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from bench import analysis
+from bench.analysis import curves
 
 CURVES = {
     # run_id: (schedule, seed, val_acc per epoch, status, test_acc)
@@ -25,7 +26,15 @@ CURVES = {
 def frames():
     runs = pd.DataFrame(
         [
-            {"run_id": r, "schedule": s, "seed": seed, "status": st, "test_acc": test}
+            {
+                "run_id": r,
+                "schedule": s,
+                "seed": seed,
+                "status": st,
+                "test_acc": test,
+                "setting": "",
+                "params": {"n_val": "1000", "n_test": "1000"},
+            }
             for r, (s, seed, _, st, test) in CURVES.items()
         ]
     )
@@ -35,101 +44,163 @@ def frames():
                 "run_id": r,
                 "schedule": s,
                 "seed": seed,
+                "setting": "",
                 "epoch": e + 1,
                 "val_acc": a,
                 "val_loss": 1 - a,
+                "time_s": 10.0 * (e + 1),
             }
             for r, (s, seed, accs, st, _) in CURVES.items()
             if st == "FINISHED"
             for e, a in enumerate(accs)
         ]
     )
-    return runs, epochs
+    return runs, epochs, analysis.per_run(epochs, runs)
 
 
 def finals(schedule):
     return np.array([c[2][-1] for c in CURVES.values() if c[0] == schedule and c[3] == "FINISHED"])
 
 
-def test_late_regressions_count_only_the_second_half():
-    assert analysis.late_regressions(np.array([0.5, 0.6, 0.7, 0.65, 0.8, 0.75])) == 2
-    assert analysis.late_regressions(np.array([0.5, 0.4, 0.6, 0.7])) == 0
-    assert analysis.late_regressions(np.array([0.9])) == 0
+def test_late_regressions_count_drops_below_the_running_best_in_the_second_half():
+    # running best 0.7 from epoch 3; epochs 4 and 6 sit more than half a point below it
+    assert curves.late_regressions([0.5, 0.6, 0.7, 0.65, 0.8, 0.75]) == 2
+    assert curves.late_regressions([0.5, 0.4, 0.6, 0.7]) == 0  # the drop is in the first half
+    assert curves.late_regressions([0.9]) == 0
+    assert curves.late_regressions([0.5, 0.6, 0.8, 0.797, 0.798, 0.796]) == 0  # within 0.5 pt
+    assert curves.late_regressions([0.5, 0.6, 0.8, 0.797, 0.798, 0.796], threshold=0.001) == 3
+
+
+def test_oscillation_is_the_spread_of_changes_in_the_last_quarter():
+    acc = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.80, 0.86, 0.81])
+    # epochs 10..12 (> 9) are the last quarter: changes -0.05, +0.06, -0.05
+    assert curves.oscillation(acc) == pytest.approx(np.std([-0.05, 0.06, -0.05], ddof=1))
+    assert curves.oscillation(np.linspace(0.1, 0.9, 12)) == pytest.approx(0, abs=1e-12)
+    assert math.isnan(curves.oscillation([0.5, 0.6]))
 
 
 def test_epochs_to_peak_is_first_epoch_near_the_best():
-    assert analysis.epochs_to_peak(np.array([0.5, 0.896, 0.9, 0.85])) == 2
-    assert analysis.epochs_to_peak(np.array([0.5, 0.8, 0.9, 0.85])) == 3
-    assert analysis.epochs_to_peak(np.array([0.5, 0.8, 0.9]), tolerance=0.2) == 2
+    assert curves.epochs_to_peak([0.5, 0.896, 0.9, 0.85]) == 2
+    assert curves.epochs_to_peak([0.5, 0.8, 0.9, 0.85]) == 3
+    assert curves.epochs_to_peak([0.5, 0.8, 0.9], tolerance=0.2) == 2
 
 
 def test_epoch_numbers_count_when_validation_skips_epochs():
-    # validated every second epoch of 8
-    epochs, acc = np.array([2, 4, 6, 8]), np.array([0.5, 0.9, 0.85, 0.8])
-    assert analysis.epochs_to_peak(acc, epochs) == 4
-    assert analysis.late_regressions(acc, epochs) == 2  # epochs 6 and 8, both past 8 / 2
-    # validated at epochs 1, 2, 3 and 10: the drop at epoch 3 is early (3 <= 10 / 2),
-    # although it is the third of four points
-    irregular, acc = np.array([1, 2, 3, 10]), np.array([0.5, 0.6, 0.55, 0.7])
-    assert analysis.late_regressions(acc, irregular) == 0
-    assert analysis.late_regressions(acc) == 1
+    acc = np.array([0.5, 0.7, 0.6, 0.8, 0.7])
+    epochs = np.array([2, 4, 6, 8, 10])
+    assert curves.epochs_to_peak(acc, epochs) == 8
+    assert curves.late_regressions(acc, epochs) == 2  # epochs 6 and 10, both past 10 / 2
 
 
-def test_accuracy_table_matches_t_intervals(frames):
-    runs, epochs = frames
-    table = analysis.accuracy_table(runs, epochs).set_index("schedule")
-    assert list(table.index) == ["constant", "cosine"]  # the baseline leads
+def test_a_run_with_a_non_finite_accuracy_or_flagged_by_its_store_is_diverged(frames):
+    runs, epochs, _ = frames
+    broken = epochs.copy()
+    broken.loc[(broken["run_id"] == "k1") & (broken["epoch"] == 6), "val_acc"] = np.nan
+    table = analysis.per_run(broken, runs).set_index("run_id")
+    assert table["diverged"].tolist() == [False, False, False, False, True, False]
+    tagged = runs.assign(diverged=runs["run_id"] == "c0")
+    assert analysis.per_run(epochs, tagged).set_index("run_id").loc["c0", "diverged"]
 
-    for schedule in ("constant", "cosine"):
-        x = finals(schedule)
-        row = table.loc[schedule]
-        half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-        assert row["n_runs"] == 3
-        assert row["final_val_acc_mean"] == pytest.approx(x.mean())
-        assert row["final_val_acc_std"] == pytest.approx(x.std(ddof=1))
-        assert row["final_val_acc_ci_low"] == pytest.approx(x.mean() - half)
-        assert row["final_val_acc_ci_high"] == pytest.approx(x.mean() + half)
 
-    # Welch: difference of means with Welch-Satterthwaite degrees of freedom.
+def test_accuracy_table_pairs_by_seed(frames):
+    runs, _, per_run = frames
+    table = analysis.accuracy_table(per_run, runs)
+    final = analysis.headline(table).set_index("schedule")
+    assert list(final.index) == ["constant", "cosine"]  # the baseline leads
     x, y = finals("cosine"), finals("constant")
-    vx, vy = x.var(ddof=1) / len(x), y.var(ddof=1) / len(y)
-    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
-    half = stats.t.ppf(0.975, df) * math.sqrt(vx + vy)
-    row = table.loc["cosine"]
-    assert row["diff_vs_constant_mean"] == pytest.approx(x.mean() - y.mean())
-    assert row["diff_vs_constant_ci_low"] == pytest.approx(x.mean() - y.mean() - half)
-    assert row["diff_vs_constant_ci_high"] == pytest.approx(x.mean() - y.mean() + half)
-    assert math.isnan(table.loc["constant", "diff_vs_constant_mean"])
+    row = final.loc["cosine"]
+    ci = stats.ttest_1samp(x, 0).confidence_interval(0.95)
+    assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx(
+        (x.mean(), ci.low, ci.high)
+    )
+    assert row["median"] == pytest.approx(np.median(x)) and row["std"] == pytest.approx(
+        x.std(ddof=1)
+    )
+    paired = stats.ttest_rel(x, y)
+    d_ci = paired.confidence_interval(0.95)
+    assert (row["diff_mean"], row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx(
+        ((x - y).mean(), d_ci.low, d_ci.high)
+    )
+    assert row["p_t"] == pytest.approx(paired.pvalue)
+    assert row["p_holm"] == pytest.approx(paired.pvalue)  # one comparison
+    assert row["win_rate"] == 1.0 and row["rank_mean"] == 1.0 and row["n_pairs"] == 3
+    assert (
+        row["n_runs"] == 3
+        and row["n_unfinished"] == 1
+        and final.loc["constant", "n_unfinished"] == 0
+    )
+    assert math.isnan(final.loc["constant", "diff_mean"])
+    test = analysis.headline(table, "test_acc").set_index("schedule")
+    assert test.loc["cosine", "mean"] == pytest.approx(0.85)
+    assert test.loc["cosine", "ci_low"] < 0.85 < test.loc["cosine", "ci_high"]  # test has a CI too
+    best = analysis.headline(table, "best_val_acc").set_index("schedule")
+    assert best.loc["cosine", "mean"] == pytest.approx(np.mean([0.86, 0.86, 0.87]))
 
-    assert row["best_val_acc_mean"] == pytest.approx(np.mean([0.86, 0.86, 0.87]))
-    assert row["test_acc_mean"] == pytest.approx(0.85)
-    assert row["n_unfinished"] == 1 and table.loc["constant", "n_unfinished"] == 0
+
+def test_holm_adjusts_over_the_schedules_of_a_setting(frames):
+    runs, epochs, per_run = frames
+    twin = per_run[per_run["schedule"] == "cosine"].assign(schedule="linear")
+    twin = twin.assign(final_val_acc=twin["final_val_acc"] + [0.001, -0.002, 0.003])
+    table = analysis.headline(analysis.accuracy_table(pd.concat([per_run, twin]), runs))
+    p = table.set_index("schedule")["p_t"]
+    expected = analysis.stats.holm([p["cosine"], p["linear"]])
+    assert table.set_index("schedule")["p_holm"][["cosine", "linear"]].tolist() == pytest.approx(
+        list(expected)
+    )
 
 
-def test_accuracy_table_without_baseline_or_with_one_run(frames):
-    runs, epochs = frames
-    only_cosine = runs[runs["schedule"] == "cosine"]
-    table = analysis.accuracy_table(only_cosine, epochs[epochs["schedule"] == "cosine"])
-    assert table["diff_vs_constant_mean"].isna().all()
+def test_another_baseline_and_a_missing_one(frames):
+    runs, _, per_run = frames
+    table = analysis.headline(analysis.accuracy_table(per_run, runs, baseline="cosine"))
+    assert table["schedule"].tolist() == ["cosine", "constant"]
+    assert table.loc[1, "diff_mean"] == pytest.approx(
+        (finals("constant") - finals("cosine")).mean()
+    )
+    absent = analysis.headline(analysis.accuracy_table(per_run, runs, baseline="step"))
+    assert absent["diff_mean"].isna().all() and (absent["baseline"] == "").all()
 
-    one = runs[runs["run_id"].isin(["c0", "k0"])]
-    table = analysis.accuracy_table(one, epochs[epochs["run_id"].isin(["c0", "k0"])])
-    assert table["n_runs"].tolist() == [1, 1]
-    assert table["final_val_acc_ci_low"].isna().all()
-    assert table.loc[1, "diff_vs_constant_mean"] == pytest.approx(0.86 - 0.80)
+
+def test_accuracy_intervals_stay_within_0_and_1():
+    per_run = pd.DataFrame(
+        {
+            "setting": "",
+            "schedule": "constant",
+            "seed": [0, 1, 2],
+            "final_val_acc": [0.999, 0.90, 1.0],
+            "best_val_acc": [1.0, 1.0, 1.0],
+            "test_acc": [0.99, 0.98, 0.999],
+            "n_val": 100.0,
+            "n_test": 100.0,
+        }
+    )
+    table = analysis.accuracy_table(per_run)
+    assert (table["ci_high"] <= 1).all() and (table["ci_low"] >= 0).all()
+    assert table.set_index("metric").loc["final_val_acc", "ci_clipped"]
 
 
 def test_stability_table(frames):
-    _, epochs = frames
-    table = analysis.stability_table(epochs).set_index("schedule")
+    runs, epochs, per_run = frames
+    table = analysis.stability_table(per_run, epochs, runs).set_index("schedule")
     row = table.loc["constant"]
     assert row["seed_range"] == pytest.approx(0.83 - 0.78)
+    assert row["final_std"] == pytest.approx(finals("constant").std(ddof=1))
     assert row["best_minus_final_mean"] == pytest.approx(np.mean([0.02, 0.0, 0.03]))
-    # second half = epochs 4-6: c0 drops at 4 and 6, c1 at 5, c2 at 4, 5 and 6
+    # below the running best by more than 0.5 pt, epochs 4..6: c0 {4, 6}, c1 {5}, c2 {4, 5, 6}
     assert row["late_regressions_mean"] == pytest.approx((2 + 1 + 3) / 3)
-    # first epoch within 0.005 of the best: c0 -> 5, c1 -> 6, c2 -> 3
     assert row["epochs_to_peak_mean"] == pytest.approx((5 + 6 + 3) / 3)
     assert table.loc["cosine", "late_regressions_mean"] == 0
+    assert table.loc["cosine", "n_failed"] == 1 and row["n_failed"] == 0
+    # target: 99% of the best schedule's mean final (cosine's 0.863)
+    target = 0.99 * finals("cosine").mean()
+    assert row["target"] == pytest.approx(target)
+    assert row["n_reached"] == 0 and math.isnan(row["epochs_to_target_mean"])  # never got there
+    # each cosine run's first epoch at or above the target
+    reached = [
+        next(e + 1 for e, a in enumerate(CURVES[r][2]) if a >= target) for r in ("k0", "k1", "k2")
+    ]
+    assert table.loc["cosine", "n_reached"] == 3
+    assert table.loc["cosine", "epochs_to_target_mean"] == pytest.approx(np.mean(reached))
+    assert table.loc["cosine", "seconds_to_target_mean"] == pytest.approx(10 * np.mean(reached))
 
 
 def test_order_puts_baseline_then_preferred_then_the_rest():
@@ -154,6 +225,7 @@ def pooled(*runs):
                 "schedule": schedule,
                 "seed": seed,
                 "status": "FINISHED",
+                "start_time": float(i),
                 "params": params,
             }
         )
@@ -163,14 +235,20 @@ def pooled(*runs):
 def test_one_clean_sweep_pools_without_warnings():
     runs = pooled(("step", 0, {}), ("step", 1, {}), ("polynomial", 0, {}), ("polynomial", 1, {}))
     assert analysis.pooling_warnings(runs) == []
+    assert analysis.latest_per_cell(runs)[1] == 0
 
 
-def test_repeated_runs_are_flagged():
-    runs = pooled(("step", 0, {}), ("step", 0, {}), ("step", 1, {}))
-    assert analysis.pooling_warnings(runs) == [
-        "1 run(s) repeat the schedule, seed and settings of another run; each counts as a "
-        "separate sample, which narrows the intervals"
-    ]
+def test_a_repeated_cell_counts_once_by_its_latest_run():
+    """The same grid run twice (its report folder and progress display differ): each
+    (setting, schedule, seed) counts once, by the most recent run."""
+    again = {"report.dir": "/elsewhere", "trainer.enable_progress_bar": "False"}
+    runs = pooled(("step", 0, {}), ("step", 1, {}), ("step", 0, again), ("step", 1, again))
+    runs.loc[4] = {**runs.loc[0], "run_id": "failed", "status": "FAILED", "start_time": 9.0}
+    kept, dropped = analysis.latest_per_cell(runs)
+    assert dropped == 2
+    assert sorted(kept["run_id"]) == ["failed", "r2", "r3"]
+    other_setting = pooled(("step", 0, {}), ("step", 0, {"optimizer.lr": "0.1"}))
+    assert analysis.latest_per_cell(other_setting)[1] == 0
 
 
 def test_different_knobs_of_one_schedule_are_named():
@@ -196,33 +274,69 @@ def test_settings_name_what_differs_besides_schedule_and_seed():
         "optimizer.lr=0.1",
         "optimizer.lr=0.05",
     ]
+    assert set(analysis.setting_labels(runs, without=("optimizer.lr",))) == {""}
     assert set(analysis.setting_labels(pooled(("step", 0, {}), ("cosine", 1, {})))) == {""}
 
 
 def test_tables_per_setting_compare_within_the_setting(frames):
-    runs, epochs = frames
-    # The same curves again under a second setting, every accuracy 0.1 lower.
-    runs2 = runs.assign(run_id=runs["run_id"] + "b", test_acc=runs["test_acc"] - 0.1)
-    epochs2 = epochs.assign(run_id=epochs["run_id"] + "b", val_acc=epochs["val_acc"] - 0.1)
-    both_runs = pd.concat([runs.assign(setting="lr=0.1"), runs2.assign(setting="lr=0.2")])
-    both_epochs = pd.concat([epochs.assign(setting="lr=0.1"), epochs2.assign(setting="lr=0.2")])
-    table = analysis.accuracy_table(both_runs, both_epochs)
-    assert list(table.columns[:2]) == ["setting", "schedule"]
+    runs, epochs, per_run = frames
+    # The same runs again under a second setting, every accuracy 0.1 lower.
+    second = per_run.assign(
+        run_id=per_run["run_id"] + "b",
+        setting="lr=0.2",
+        final_val_acc=per_run["final_val_acc"] - 0.1,
+    )
+    both = pd.concat([per_run.assign(setting="lr=0.1"), second])
+    table = analysis.headline(analysis.accuracy_table(both))
     assert table[["setting", "schedule"]].values.tolist() == [
         ["lr=0.1", "constant"],
         ["lr=0.1", "cosine"],
         ["lr=0.2", "constant"],
         ["lr=0.2", "cosine"],
     ]
-    alone = analysis.accuracy_table(runs, epochs)
-    first, second = table.iloc[:2].reset_index(drop=True), table.iloc[2:].reset_index(drop=True)
-    diff = "diff_vs_constant_mean"
-    assert first[diff].tolist() == pytest.approx(alone[diff].tolist(), nan_ok=True)
-    assert second[diff].tolist() == pytest.approx(alone[diff].tolist(), nan_ok=True)
-    shifted = second["final_val_acc_mean"] + 0.1
-    assert shifted.tolist() == pytest.approx(alone["final_val_acc_mean"].tolist())
-    stability = analysis.stability_table(both_epochs)
-    assert stability["setting"].tolist() == ["lr=0.1", "lr=0.1", "lr=0.2", "lr=0.2"]
+    alone = analysis.headline(analysis.accuracy_table(per_run))
+    for block in (table.iloc[:2], table.iloc[2:]):
+        assert block["diff_mean"].tolist() == pytest.approx(
+            alone["diff_mean"].tolist(), nan_ok=True
+        )
+    assert (table.iloc[2:]["mean"] + 0.1).tolist() == pytest.approx(alone["mean"].tolist())
+    ranks = analysis.rank_summary(analysis.accuracy_table(both))
+    assert ranks.set_index("schedule")["n_best"].to_dict() == {"constant": 0, "cosine": 2}
+
+
+def test_lr_sensitivity_and_each_schedule_at_its_best_lr():
+    rows = []
+    # constant peaks at lr 0.1, cosine at 0.2; test accuracy follows validation
+    peaks = {"constant": {0.1: 0.80, 0.2: 0.75}, "cosine": {0.1: 0.78, 0.2: 0.83}}
+    for schedule, by_lr in peaks.items():
+        for lr, acc in by_lr.items():
+            for seed, noise in enumerate([0.0, 0.004, -0.003]):
+                rows.append(
+                    {
+                        "run_id": f"{schedule}-{lr}-{seed}",
+                        "setting": "",
+                        "schedule": schedule,
+                        "seed": seed,
+                        "lr": lr,
+                        "final_val_acc": acc + noise,
+                        "test_acc": acc + noise - 0.01,
+                        "n_val": 1000.0,
+                        "n_test": 1000.0,
+                    }
+                )
+    per_run = pd.DataFrame(rows)
+    sens = analysis.lr_sensitivity(per_run).set_index(["schedule", "lr"])
+    assert sens.loc[("cosine", 0.2), "mean"] == pytest.approx(0.83 + 0.001 / 3)
+    assert sens["near_best"].to_dict() == {
+        ("constant", 0.1): True,
+        ("constant", 0.2): False,
+        ("cosine", 0.1): False,
+        ("cosine", 0.2): True,
+    }
+    fair = analysis.at_best_lr(per_run).set_index("schedule")
+    assert fair["lr"].to_dict() == {"constant": 0.1, "cosine": 0.2}
+    assert fair.loc["cosine", "diff_mean"] == pytest.approx(0.03)  # on test, at the best LRs
+    assert fair.loc["cosine", "metric"] == "test_acc"
 
 
 def test_schedule_free_runs_sit_beside_the_schedules():
@@ -234,7 +348,6 @@ def test_schedule_free_runs_sit_beside_the_schedules():
     }
     runs = pooled(("step", 0, sgd), ("polynomial", 0, sgd), ("sgd_schedulefree", 0, free))
     assert set(analysis.setting_labels(runs)) == {""}
-    # A setting that really differs still splits them, schedule-free runs included.
     runs = pooled(
         ("step", 0, {**sgd, "model.width": "8"}),
         ("step", 0, {**sgd, "model.width": "16"}),

@@ -51,6 +51,12 @@ def sweep(tmp_path_factory):
     return root, train, report, client, runs
 
 
+def sweep_report(root: Path) -> Path:
+    """The report a `bench` sweep wrote into its own folder."""
+    [folder] = root.glob("multirun/*/*/report")
+    return folder
+
+
 def children(runs):
     return [r for r in runs if r.data.tags.get("bench.kind") == "run"]
 
@@ -128,24 +134,34 @@ def test_one_val_point_per_epoch_and_a_test_accuracy(sweep):
 
 def test_report_files_match_mlflow(sweep):
     root, _, report, client, runs = sweep
-    folder = root / "results" / "digits"
+    folder = root / "reports" / "digits"  # bench-report's default, never results/
     names = {p.name for p in folder.iterdir()}
-    for stem in ("val_acc_curves", "lr_traces", "final_acc_per_seed"):
+    for stem in ("val_acc_curves", "lr_traces", "final_acc_per_seed", "forest", "stability"):
         assert {f"{stem}.png", f"{stem}.svg"} <= names
-    assert {"accuracy.csv", "accuracy.md", "stability.csv", "stability.md", "README.md"} <= names
+    for table in ("accuracy", "stability", "claims"):
+        assert {f"{table}.csv", f"{table}.md", f"{table}.tex"} <= names
+    assert "report.md" in names
     assert (folder / "val_acc_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    accuracy = pd.read_csv(folder / "accuracy.csv").set_index("schedule")
-    assert list(accuracy.index) == ["constant", "cosine"]
+    accuracy = pd.read_csv(folder / "accuracy.csv")
+    assert set(accuracy["metric"]) == {"final_val_acc", "best_val_acc", "test_acc"}
+    by = accuracy.set_index(["metric", "schedule"])
+    assert list(by.loc["final_val_acc"].index) == ["constant", "cosine"]
     for r in children(runs):
         final = max(client.get_metric_history(r.info.run_id, "val_acc"), key=lambda m: m.step)
-        row = accuracy.loc[r.data.tags["schedule"]]
-        assert row["n_runs"] == 1
-        assert row["final_val_acc_mean"] == pytest.approx(final.value)
-        assert row["test_acc_mean"] == pytest.approx(r.data.metrics["test_acc"])
+        schedule = r.data.tags["schedule"]
+        assert by.loc[("final_val_acc", schedule), "n_runs"] == 1
+        assert by.loc[("final_val_acc", schedule), "mean"] == pytest.approx(final.value)
+        assert by.loc[("test_acc", schedule), "mean"] == pytest.approx(r.data.metrics["test_acc"])
     stability = pd.read_csv(folder / "stability.csv")
     assert list(stability["schedule"]) == ["constant", "cosine"]
     assert "final val acc" in report.stdout and "cosine" in report.stdout
+    text = (folder / "report.md").read_text()
+    for section in ("## What was run", "## Verdicts", "## Accuracy", "## Stability"):
+        assert section in text
+    assert "Δ vs constant (pt)" in text and "diff_mean" not in text  # headers for readers
+    assert "`bench-train -m schedule=constant,cosine" in text  # the command that ran
+    assert "**Versions**: `python " in text and "torch " in text
 
 
 def test_report_regenerates_byte_for_byte(sweep, tmp_path):
@@ -156,7 +172,8 @@ def test_report_regenerates_byte_for_byte(sweep, tmp_path):
     first = report.make(uri, "digits", tmp_path / "a").folder
     second = report.make(uri, "digits", tmp_path / "b").folder
     files = sorted(p.name for p in first.iterdir())
-    assert files == sorted(p.name for p in second.iterdir()) and len(files) == 11
+    # 3 tables x (csv, md, tex), 5 figures x (png, svg), report.md
+    assert files == sorted(p.name for p in second.iterdir()) and len(files) == 20
     for name in files:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
@@ -165,7 +182,21 @@ def test_report_is_logged_to_the_sweep_parent(sweep):
     _, _, _, client, runs = sweep
     parent = next(r for r in runs if r.data.tags.get("bench.kind") == "sweep")
     logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"accuracy.csv", "stability.csv", "val_acc_curves.png"} <= logged
+    assert {"accuracy.csv", "stability.csv", "claims.csv", "report.md", "forest.png"} <= logged
+    # The parent's row in MLflow's UI answers the question without expanding it.
+    metrics = client.get_run(parent.info.run_id).data.metrics
+    kids = {r.data.tags["schedule"]: r for r in children(runs)}
+    assert metrics["cosine.diff_vs_constant"] == pytest.approx(
+        metrics["cosine.final_val_acc"] - metrics["constant.final_val_acc"]
+    )
+    final = client.get_metric_history(kids["cosine"].info.run_id, "val_acc")[-1].value
+    assert metrics["cosine.final_val_acc"] == pytest.approx(final)
+    # Runs carry schedule and seed as params (the UI groups by params), and the experiment
+    # opens on MLflow's training-runs view.
+    assert {r.data.params["schedule"] for r in kids.values()} == {"constant", "cosine"}
+    assert all(r.data.params["seed"] == "0" for r in kids.values())
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
 
 
 def test_progress_names_run_of_total_and_epoch(sweep):
@@ -202,8 +233,11 @@ def test_failed_run_does_not_stop_the_sweep(tmp_path):
     failed = next(r for r in children(runs) if r.info.status == "FAILED")
     assert "error.txt" in {a.path for a in client.list_artifacts(failed.info.run_id)}
     # The report still covers the finished run and counts the failed one.
-    accuracy = pd.read_csv(tmp_path / "results" / "digits" / "accuracy.csv")
-    assert accuracy[["n_runs", "n_unfinished"]].values.tolist() == [[1, 1]]
+    accuracy = pd.read_csv(sweep_report(tmp_path) / "accuracy.csv")
+    assert accuracy[["n_runs", "n_unfinished"]].values.tolist() == [[1, 1]] * 3
+    stability = pd.read_csv(sweep_report(tmp_path) / "stability.csv")
+    assert stability[["n_runs", "n_failed"]].values.tolist() == [[1, 1]]
+    assert not (tmp_path / "results").exists()  # a sweep never touches the curated report
 
 
 def test_parallel_jobs_share_one_store_and_parent(tmp_path):
@@ -251,17 +285,40 @@ def test_report_defaults_to_the_latest_sweep_and_pools_on_request(sweep, tmp_pat
 
     latest = run("bench-report", cwd=tmp_path)
     assert latest.returncode == 0, latest.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "results" / "digits" / "accuracy.csv")
+    table = pd.read_csv(tmp_path / "reports" / "digits" / "accuracy.csv")
+    table = table[table["metric"] == "final_val_acc"]
     assert table[["schedule", "n_runs"]].values.tolist() == [["constant", 1]]
     assert "Warning" not in latest.stdout
 
-    pooled = run("bench-report", "--all", cwd=tmp_path)
+    # Pooled, the repeated (schedule, seed) counts once: by its latest run.
+    pooled = run("bench-report", "--all", "--out", "pooled", cwd=tmp_path)
     assert pooled.returncode == 0, pooled.stderr[-3000:]
-    table = pd.read_csv(tmp_path / "results" / "digits" / "accuracy.csv")
-    assert table[["schedule", "n_runs"]].values.tolist() == [["constant", 2], ["cosine", 1]]
-    assert "1 run(s) repeat the schedule, seed and settings of another run" in pooled.stdout
-    readme = (tmp_path / "results" / "digits" / "README.md").read_text()
-    assert "all sweeps" in readme and "**Warning:** 1 run(s) repeat" in readme
+    table = pd.read_csv(tmp_path / "pooled" / "accuracy.csv")
+    table = table[table["metric"] == "final_val_acc"]
+    assert table[["schedule", "n_runs"]].values.tolist() == [["constant", 1], ["cosine", 1]]
+    assert "1 finished run(s) repeat a (setting, schedule, seed)" in pooled.stdout
+    text = (tmp_path / "pooled" / "report.md").read_text()
+    assert "all its runs" in text and "**Warning:** 1 finished run(s) repeat" in text
+
+    # Two sweeps merged, filtered by a tag: the same cells, counted once.
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("digits").experiment_id
+    found = client.search_runs([experiment_id], "tags.`bench.kind` = 'sweep'")
+    sweeps = [r.info.run_id for r in found]
+    assert len(sweeps) == 2
+    merged = run(
+        "bench-report",
+        *[a for s in sweeps for a in ("--sweep", s)],
+        "--tag",
+        "schedule=constant",
+        "--out",
+        "merged",
+        cwd=tmp_path,
+    )
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "merged" / "accuracy.csv")
+    assert set(table["schedule"]) == {"constant"} and set(table["n_runs"]) == {1}
+    assert "tag schedule=constant" in (tmp_path / "merged" / "report.md").read_text()
 
     unknown = run("bench-report", "--sweep", "deadbeef", cwd=tmp_path)
     assert unknown.returncode == 2
@@ -327,8 +384,8 @@ def test_cifar10_study_on_real_images_from_an_image_folder(cifar_subset, tmp_pat
         assert (p["n_train"], p["n_val"], p["n_test"]) == ("200", "100", "100")
         assert p["model._target_"] == "bench.models.resnet" and p["data.root"] == str(cifar_subset)
         assert 0 <= r.data.metrics["test_acc"] <= 1
-    accuracy = pd.read_csv(tmp_path / "results" / "cifar10_cpu" / "accuracy.csv")
-    assert list(accuracy["schedule"]) == ["constant", "cosine"]
+    accuracy = pd.read_csv(sweep_report(tmp_path) / "accuracy.csv")
+    assert list(accuracy["schedule"].unique()) == ["constant", "cosine"]
 
 
 def test_transfer_study_starts_from_the_source_runs_weights(cifar_archive, tmp_path):
@@ -379,8 +436,9 @@ def test_a_grid_over_a_setting_is_reported_per_setting(tmp_path):
         env={"MLFLOW_TRACKING_URI": ""},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    folder = tmp_path / "results" / "digits"
+    folder = sweep_report(tmp_path)
     accuracy = pd.read_csv(folder / "accuracy.csv")
+    accuracy = accuracy[accuracy["metric"] == "final_val_acc"]
     assert accuracy[["setting", "schedule", "n_runs"]].values.tolist() == [
         ["optimizer.lr=0.05", "constant", 2],
         ["optimizer.lr=0.05", "cosine", 2],
@@ -388,10 +446,16 @@ def test_a_grid_over_a_setting_is_reported_per_setting(tmp_path):
         ["optimizer.lr=0.1", "cosine", 2],
     ]
     assert pd.read_csv(folder / "stability.csv")["setting"].nunique() == 2
-    for stem in ("val_acc_curves", "lr_traces", "final_acc_per_seed"):
-        assert {f"{stem}-1.png", f"{stem}-2.png"} <= {p.name for p in folder.iterdir()}
-    readme = (folder / "README.md").read_text()
-    assert "### Setting 2: optimizer.lr=0.1" in readme and "reported per setting" in readme
+    names = {p.name for p in folder.iterdir()}
+    for stem in ("val_acc_curves", "lr_traces", "final_acc_per_seed", "forest"):
+        assert {f"{stem}-1.png", f"{stem}-2.png"} <= names
+    # The base LR is swept: accuracy against it, and each schedule at its own best LR.
+    assert {"lr_sensitivity.csv", "lr_sensitivity.png", "at_best_lr.csv", "ranks.csv"} <= names
+    sensitivity = pd.read_csv(folder / "lr_sensitivity.csv")
+    assert sorted(set(sensitivity["lr"])) == [0.05, 0.1] and set(sensitivity["n_runs"]) == {2}
+    text = (folder / "report.md").read_text()
+    assert "### Setting 2: optimizer.lr=0.1" in text and "Settings** that vary (2)" in text
+    assert "## Base LR" in text and "## Across settings" in text
     assert "optimizer.lr=0.1" in result.stdout  # the terminal table names the setting
 
 
@@ -423,9 +487,9 @@ def test_new_schedules_and_schedule_free_run_on_the_cifar_preset(cifar_archive, 
     # Pooled, the schedule-free runs sit beside the schedules in one table, with the ensemble's.
     report = run("bench-report", "--experiment", "cifar10_cpu", "--all", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]
-    accuracy = pd.read_csv(tmp_path / "results" / "cifar10_cpu" / "accuracy.csv")
-    assert "setting" not in accuracy
+    accuracy = pd.read_csv(tmp_path / "reports" / "cifar10_cpu" / "accuracy.csv")
+    assert accuracy["setting"].isna().all()  # one setting
     assert set(accuracy["schedule"]) == {*new.split(","), "sgd_schedulefree", "adamw_schedulefree"}
-    ensemble = pd.read_csv(tmp_path / "results" / "cifar10_cpu" / "ensemble.csv")
+    ensemble = pd.read_csv(tmp_path / "reports" / "cifar10_cpu" / "ensemble.csv")
     assert list(ensemble["schedule"]) == ["cosine_restarts"]
     assert ensemble["n_snapshots"].tolist() == [3]

@@ -199,7 +199,8 @@ def test_bad_data_or_weights_on_disk_stop_before_any_run(tmp_path, cifar_archive
             [
                 "run the schedule sweep",
                 "constant, step, cosine",
-                "results/<experiment>/",
+                "<sweep dir>/report/",
+                "report.dir=results",
                 "mlflow ui",
             ],
         ),
@@ -211,7 +212,10 @@ def test_bad_data_or_weights_on_disk_stop_before_any_run(tmp_path, cifar_archive
                 "-m schedule=cosine,step",
             ],
         ),
-        ("bench-report", ["--experiment", "--sweep", "--results", "accuracy.csv"]),
+        (
+            "bench-report",
+            ["--experiment", "--sweep", "--out", "--baseline", "--where", "report.md", "verdicts"],
+        ),
         (
             "bench-lr-find",
             [

@@ -104,3 +104,34 @@ def test_tracking_uri_is_anchored_in_the_launch_folder(tmp_path, monkeypatch):
     assert resolve_uri("http://server:5000", cwd=tmp_path) == "http://server:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
     assert resolve_uri(None, cwd=tmp_path) == f"sqlite:///{tmp_path / 'env.db'}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("report__baseline", "cosin", "report.baseline: got 'cosin'; allowed: constant, step,"),
+        ("report__metric", "val_loss", "report.metric: got 'val_loss'; allowed: final_val_acc"),
+        ("report__formats", ["gif"], "report.formats: got ['gif']; allowed: a non-empty list"),
+        ("report__claims", [{"a": "wsd", "b": "cosine"}], "report.claims[0]: give low, high"),
+        (
+            "report__claims",
+            [{"a": "wds", "b": "cosine", "low": 0}],
+            "report.claims[0].a: got 'wds'; allowed: constant,",
+        ),
+        ("report__claims", "wsd>cosine", "report.claims: got 'wsd>cosine'; allowed: a list"),
+    ],
+)
+def test_report_fields_are_checked_before_any_run(default, field, value, message):
+    found = problems(with_(default, **{field: value}))
+    assert any(message in p for p in found), found
+
+
+def test_a_user_claim_naming_best_is_valid(default):
+    claim = {
+        "text": "wsd is as good as the best",
+        "a": "wsd",
+        "b": "best",
+        "low": -0.5,
+        "high": 0.5,
+    }
+    assert problems(with_(default, report__claims=[claim])) == []

@@ -1,7 +1,11 @@
-"""Writes to the MLflow store are never cut in half by Ctrl-C or SIGTERM."""
+"""Writes to the MLflow store are never cut in half by Ctrl-C or SIGTERM; what is read back in
+bulk is what was written."""
 
+import functools
+import math
 import os
 import signal
+import time
 
 import pytest
 
@@ -42,3 +46,237 @@ def test_interrupted_run_is_marked_killed_in_the_store(tmp_path):
     run = MlflowClient(uri).get_run(recorder.run_id)
     assert run.info.status == "KILLED"
     assert [m.value for m in MlflowClient(uri).get_metric_history(recorder.run_id, "lr")] == [0.1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading back in bulk
+#
+# One store for the module (creating a SQLite store takes seconds): experiment "e" holds two
+# sweeps, a run outside them, a failed run and an LR range test (another kind, never read).
+
+START_MS = 1_700_000_000_000
+EPOCHS = 4
+LR_STEPS = 12
+
+
+def _make_run(client, experiment_id, name, parent=None, status="FINISHED", lr=0.1, **extra):
+    """A run as ``bench`` records it, with known timestamps: epoch e's ``val_acc`` comes e
+    seconds after the start; ``extra`` tags."""
+    from mlflow.entities import Metric, Param
+
+    schedule, seed = name.split("-seed")
+    start = START_MS + 60_000 * len(client.search_runs([experiment_id]))
+    tags = {tracking.KIND_TAG: extra.pop("kind", "run"), "schedule": schedule, "seed": seed}
+    if parent:
+        tags[tracking.PARENT_TAG] = parent
+    run_id = client.create_run(experiment_id, start, tags | extra, run_name=name).info.run_id
+    params = {"schedule.name": schedule, "seed": seed, "optimizer.lr": str(lr)}
+    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+    h = int(seed) / 100 + len(schedule) / 1000  # values that tell runs apart
+    metrics = [Metric("lr", lr * (1 - s / LR_STEPS), start + 100 * s, s) for s in range(LR_STEPS)]
+    for e in range(1, EPOCHS + 1):
+        ms = start + 1000 * e
+        metrics += [
+            Metric("train_loss", 2 / e + h, ms - 10, e),
+            Metric("val_acc", 0.5 + e / 10 + h, ms, e),
+            Metric("val_loss", 1 / e + h, ms, e),
+        ]
+    metrics.append(Metric("test_acc", 0.9 + h, start + 1000 * (EPOCHS + 1), 0))
+    client.log_batch(run_id, metrics=metrics)
+    client.set_terminated(run_id, status, end_time=start + 1000 * (EPOCHS + 2))
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def runs_store(tmp_path_factory):
+    from mlflow.entities import Metric
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    client = tracking.client(uri)
+    experiment_id = tracking.ensure_experiment(uri, "e")
+    a = tracking.start_sweep(uri, experiment_id, "sweep-a", {"command": "bench a"}, [])
+    b = tracking.start_sweep(uri, experiment_id, "sweep-b", {"command": "bench b"}, [])
+    ids = {
+        "cosine-seed0": _make_run(client, experiment_id, "cosine-seed0", a),
+        "cosine-seed1": _make_run(client, experiment_id, "cosine-seed1", a),
+        "step-seed0": _make_run(client, experiment_id, "step-seed0", a),
+        "constant-seed0": _make_run(client, experiment_id, "constant-seed0", b, lr=0.2),
+        "step-seed1": _make_run(client, experiment_id, "step-seed1", b, status="FAILED"),
+        "polynomial-seed0": _make_run(
+            client, experiment_id, "polynomial-seed0", **{tracking.DIVERGED_TAG: "true"}
+        ),
+    }
+    _make_run(client, experiment_id, "finder-seed0", a, kind="lr_find")
+    # A step logged twice (the later value counts) and a NaN.
+    start = client.get_run(ids["cosine-seed1"]).info.start_time
+    client.log_batch(
+        ids["cosine-seed1"],
+        metrics=[
+            Metric("val_acc", 0.123, start + 2500, 2),
+            Metric("val_loss", float("nan"), start + 3500, 3),
+        ],
+    )
+    return uri, a, b, ids
+
+
+def _per_run(uri, run_ids, key):
+    """What one ``get_metric_history`` call per run gives."""
+    client = tracking.client(uri)
+    return [
+        (r, m.step, m.value, m.timestamp)
+        for r in run_ids
+        for m in client.get_metric_history(r, key)
+    ]
+
+
+def _same(points, expected):
+    """The same points per run (in the same order), NaN equal to NaN."""
+
+    def by_run(points):
+        runs = {}
+        for p in points:
+            runs.setdefault(p[0], []).append(
+                tuple("nan" if isinstance(x, float) and math.isnan(x) else x for x in p)
+            )
+        return runs
+
+    assert by_run(points) == by_run(expected)
+    assert len(points) == len(expected)
+
+
+@pytest.mark.parametrize("reader", ["columns", "bulk", "per run"])
+@pytest.mark.parametrize("runs, page", [(500, 200_000), (2, 5), (1, 3)])
+def test_bulk_reading_gives_what_per_run_reading_gives(runs_store, monkeypatch, reader, runs, page):
+    uri, _, _, ids = runs_store
+    monkeypatch.setattr(tracking, "BULK_RUNS", runs)
+    monkeypatch.setattr(tracking, "BULK_PAGE", page)  # a run has 4 epochs and 12 LR steps
+    answers = []  # points per bulk query
+
+    def spy(read):
+        return lambda *args: answers.append(len(points := read(*args))) or points
+
+    readers = {
+        "columns": lambda store: spy(functools.partial(tracking._read_columns, store)),
+        "bulk": lambda store: spy(functools.partial(tracking._read_bulk, store)),
+        "per run": lambda store: None,
+    }
+    monkeypatch.setattr(tracking, "_bulk_reader", readers[reader])
+    run_ids = list(ids.values())
+    for key in ("val_acc", "val_loss", "train_loss", "lr", "test_acc", "absent"):
+        _same(tracking._histories(tracking.client(uri), run_ids, key), _per_run(uri, run_ids, key))
+    if reader != "per run":
+        assert (max(answers) > page) == (page < 100)  # small pages were cut short, and read again
+
+
+def test_a_sqlite_store_is_read_by_columns(runs_store):
+    uri = runs_store[0]
+    read = tracking._bulk_reader(tracking.client(uri)._tracking_client.store)
+    assert read.func is tracking._read_columns
+
+
+def test_load_runs_frames(runs_store):
+    uri, a, b, ids = runs_store
+    data = tracking.load_runs(uri, "e")
+    runs = data.runs.set_index("run_name")
+    assert list(data.runs.columns) == tracking.RUN_COLUMNS
+    assert set(runs.index) == {n for n in ids}  # the LR range test is left out
+    assert list(data.runs["start_time"]) == sorted(data.runs["start_time"])
+    cosine = runs.loc["cosine-seed0"]
+    assert (cosine["schedule"], cosine["seed"], cosine["sweep"]) == ("cosine", 0, a)
+    assert cosine["end_time"] - cosine["start_time"] == pytest.approx(EPOCHS + 2)
+    assert cosine["test_acc"] == pytest.approx(0.906)
+    assert cosine["train_loss_final"] == pytest.approx(2 / EPOCHS + 0.006)
+    assert cosine["params"]["optimizer.lr"] == "0.1"
+    assert cosine["tags"]["schedule"] == "cosine"
+    assert runs["diverged"].to_dict() == {n: n == "polynomial-seed0" for n in ids}
+    assert runs.loc["polynomial-seed0", "sweep"] == ""
+    assert math.isnan(runs.loc["cosine-seed0", "val_acc_ensemble"])
+
+    epochs = data.epochs
+    assert list(epochs.columns) == tracking.EPOCH_COLUMNS
+    assert ids["step-seed1"] not in set(epochs["run_id"])  # failed: listed, no history
+    assert len(epochs) == 5 * EPOCHS
+    one = epochs[epochs["run_id"] == ids["cosine-seed0"]]
+    assert list(one["epoch"]) == list(range(1, EPOCHS + 1))
+    assert list(one["val_acc"]) == pytest.approx([0.5 + e / 10 + 0.006 for e in range(1, 5)])
+    assert list(one["time_s"]) == pytest.approx([1.0, 2.0, 3.0, 4.0])
+    for _, run in epochs.groupby("run_id"):
+        assert (run["time_s"] >= 0).all() and run["time_s"].is_monotonic_increasing
+    twice = epochs[epochs["run_id"] == ids["cosine-seed1"]].set_index("epoch")
+    assert twice.loc[2, "val_acc"] == 0.123  # the value logged last
+    assert math.isfinite(runs.loc["cosine-seed1", "val_loss_final"])  # a NaN before the last
+
+
+def test_load_runs_filters(runs_store):
+    uri, a, b, ids = runs_store
+
+    def names(**kw):
+        return set(tracking.load_runs(uri, "e", **kw).runs["run_name"])
+
+    assert names(sweeps=[a]) == {"cosine-seed0", "cosine-seed1", "step-seed0"}
+    assert names(sweeps=[a, b]) == names() - {"polynomial-seed0"}
+    assert names(sweeps=[]) == set()
+    assert names(tags={"schedule": "step"}) == {"step-seed0", "step-seed1"}
+    assert names(params={"optimizer.lr": "0.2"}) == {"constant-seed0"}
+    assert names(sweeps=[a], tags={"seed": "0"}, params={"schedule.name": "cosine"}) == {
+        "cosine-seed0"
+    }
+    assert names(tags={"schedule": "it's"}) == set()  # a quote in a value
+    empty = tracking.load_runs(uri, "e", sweeps=[])
+    assert list(empty.epochs.columns) == tracking.EPOCH_COLUMNS and empty.epochs.empty
+    with pytest.raises(LookupError):
+        tracking.load_runs(uri, "no such experiment")
+
+
+def test_load_lr(runs_store):
+    uri, _, _, ids = runs_store
+    run_ids = [ids["constant-seed0"], ids["cosine-seed0"]]
+    lr = tracking.load_lr(uri, run_ids)
+    assert list(lr.columns) == tracking.LR_COLUMNS
+    assert list(lr["run_id"]) == [run_ids[0]] * LR_STEPS + [run_ids[1]] * LR_STEPS
+    assert list(lr["step"]) == list(range(LR_STEPS)) * 2
+    expected = [0.2 * (1 - s / LR_STEPS) for s in range(LR_STEPS)]
+    expected += [0.1 * (1 - s / LR_STEPS) for s in range(LR_STEPS)]
+    assert list(lr["lr"]) == pytest.approx(expected)
+    assert tracking.load_lr(uri, []).empty
+
+
+def test_experiment_kind_tag(runs_store):
+    uri = runs_store[0]
+    client = tracking.client(uri)
+    kind = tracking.EXPERIMENT_KIND_TAG
+    assert client.get_experiment_by_name("e").tags[kind] == "custom_model_development"
+    old = client.create_experiment("made before the tag")
+    assert kind not in client.get_experiment(old).tags
+    assert tracking.ensure_experiment(uri, "made before the tag") == old
+    assert client.get_experiment(old).tags[kind] == "custom_model_development"
+    other = client.create_experiment("genai", tags={kind: "genai_development"})
+    tracking.ensure_experiment(uri, "genai")
+    assert client.get_experiment(other).tags[kind] == "genai_development"  # a kind stays
+
+
+def test_log_metrics_and_sweep_info(runs_store):
+    uri, a, _, _ = runs_store
+    client = tracking.client(uri)
+    assert tracking.client(uri) is client
+    tracking.log_metrics(uri, a, {"best_test_acc": 0.91, "n_runs": 3})
+    assert client.get_run(a).data.metrics == {"best_test_acc": 0.91, "n_runs": 3.0}
+    info = tracking.sweep_info(uri, a)
+    assert info["command"] == "bench a"
+    assert info["status"] == "RUNNING" and math.isnan(info["end_time"])
+    assert info["start_time"] == pytest.approx(time.time(), abs=600)
+    tracking.end_run(uri, a)
+    info = tracking.sweep_info(uri, a)
+    assert info["status"] == "FINISHED" and info["end_time"] >= info["start_time"]
+
+
+def test_a_run_whose_last_loss_is_not_finite_is_diverged(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = tracking.ensure_experiment(uri, "e")
+    for last in ({"train_loss": float("inf")}, {"val_loss": float("nan")}, {"val_loss": 0.3}):
+        recorder = tracking.RunRecorder(uri, experiment_id, "r", tags={"schedule": "constant"})
+        recorder.log({"train_loss": 0.5, "val_loss": 0.4}, step=1)
+        recorder.log(last, step=2)
+        recorder.finish()
+    rows = tracking.load_runs(uri, "e").runs
+    assert rows["diverged"].tolist() == [True, True, False]

@@ -1,0 +1,125 @@
+"""Which runs are compared with which: settings, repeated runs, and what makes pooling
+questionable. Pure functions of the runs frame (``bench.tracking.load_runs``: one row per run
+with ``run_id, schedule, seed, status, params``, and ``start_time`` where known).
+
+- A **setting** is what the runs differ in besides the schedule (and its knobs) and the seed:
+  a base LR, a model, a dataset. Schedules are compared within a setting.
+- A **cell** is one (setting, schedule, seed). A cell counts once: when it was run more than
+  once (a sweep re-run, two sweeps merged), the most recent finished run stands for it and the
+  others are left out, so repeats never pose as extra seeds.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from bench.schedules import SCHEDULE_FREE
+
+# Params that are expected to differ between the runs of one comparison.
+_PER_RUN = ("seed", "run_name", "schedule")
+# Where a run was recorded or displayed, and its report: never part of what was compared.
+_NOT_SETTINGS = ("tracking.", "report.", "schedule.", "hydra.")
+_DISPLAY = ("trainer.enable_progress_bar",)
+# Params a run derives from its settings (the data's sizes, the step count).
+_DERIVED = (
+    "total_steps",
+    "steps_per_epoch",
+    "num_classes",
+    "in_channels",
+    "image_size",
+    "n_train",
+    "n_val",
+    "n_test",
+    "n_snapshots",
+)
+
+
+def _params(runs: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(list(runs["params"]), index=runs.index)
+
+
+def is_setting(column: str) -> bool:
+    """Whether a param is part of what runs compare (not the seed, the schedule, a derived size,
+    or where the run was recorded or displayed)."""
+    return (
+        column not in _PER_RUN
+        and column not in _DERIVED
+        and column not in _DISPLAY
+        and not column.startswith(_NOT_SETTINGS)
+    )
+
+
+def setting_labels(runs: pd.DataFrame, without: tuple[str, ...] = ()) -> pd.Series:
+    """For every run, the values of the settings in which the finished runs differ (other
+    than the seed, the schedule and its knobs, and where the runs are recorded), as
+    ``"model.width=8, optimizer.lr=0.1"``; ``""`` for all when they share one setting.
+
+    A schedule-free optimizer stands in for a schedule (``bench.schedules.SCHEDULE_FREE``): its
+    ``optimizer.*`` params are its knobs, like a schedule's, so its runs sit beside the
+    schedules' instead of making a setting of their own. A param that some runs lack (one that
+    a later version of bench added, say) is compared among the runs that have it. Params in
+    ``without`` are left out of the labels (``optimizer.lr``, when it is an axis of its own)."""
+    if runs.empty:
+        return pd.Series("", index=runs.index, dtype=object)
+    params = _params(runs)
+    schedule_free = params.get("optimizer._target_", pd.Series(dtype=object)).isin(SCHEDULE_FREE)
+    optimizer_keys = [c for c in params if c.startswith("optimizer.")]
+    params.loc[schedule_free.reindex(params.index, fill_value=False), optimizer_keys] = None
+    finished = params[runs["status"] == "FINISHED"]
+    differ = sorted(
+        c
+        for c in params
+        if is_setting(c) and c not in without and finished[c].dropna().astype(str).nunique() > 1
+    )
+    if not differ:
+        return pd.Series("", index=runs.index, dtype=object)
+    return params[differ].apply(
+        lambda row: ", ".join(f"{c}={row[c]}" for c in differ if pd.notna(row[c])), axis=1
+    )
+
+
+def _cell_keys(runs: pd.DataFrame) -> pd.DataFrame:
+    """What makes two runs the same cell: every compared param, the schedule's knobs and the
+    seed (a schedule-free optimizer's params included)."""
+    params = _params(runs).astype(str)
+    keep = [c for c in params if is_setting(c) or c.startswith("schedule.")]
+    return params[keep].assign(_schedule=runs["schedule"].astype(str), _seed=runs["seed"])
+
+
+def latest_per_cell(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The finished runs with each cell counted once (its most recent run), and how many
+    finished runs that leaves out. Unfinished runs are returned as they are."""
+    finished = runs[runs["status"] == "FINISHED"]
+    if finished.empty:
+        return runs, 0
+    when = finished["start_time"] if "start_time" in finished else pd.Series(0, finished.index)
+    keys = _cell_keys(finished)
+    order = when.fillna(0).sort_values(kind="stable").index
+    duplicate = keys.loc[order].duplicated(keep="last").reindex(finished.index)
+    dropped = finished.index[duplicate]
+    return runs.drop(index=dropped), len(dropped)
+
+
+def pooling_warnings(runs: pd.DataFrame) -> list[str]:
+    """What makes pooling these finished runs questionable: runs of one schedule whose knobs
+    differ (pooled as one schedule). (Repeated cells are left out by ``latest_per_cell``; runs
+    whose other settings differ are reported per setting, see ``setting_labels``.)"""
+    finished = runs[runs["status"] == "FINISHED"]
+    if finished.empty:
+        return []
+    params = _params(finished).astype(str)
+    knobs = [c for c in params if c.startswith("schedule.") and c != "schedule.name"]
+    knobs_differ = sorted(
+        {
+            c
+            for _, group in params.groupby(finished["schedule"])
+            for c in knobs
+            if group[c].nunique(dropna=True) > 1
+        }
+    )
+    if not knobs_differ:
+        return []
+    return [
+        "runs of one schedule with different knobs are pooled; they differ in "
+        + ", ".join(knobs_differ)
+    ]

@@ -1,0 +1,359 @@
+"""The report's tables: pure functions from the per-run frame (``curves.per_run``) and the runs
+frame (``bench.tracking.load_runs``) to tidy pandas tables. Accuracies stay fractions here;
+only the rendering shows points. Every table has a ``setting`` column ("" when the runs share
+one setting) and compares schedules within a setting only.
+
+- ``accuracy_table``: per setting, metric (final val, best val, test) and schedule: n, mean,
+  std, median, 95% CI; the difference from a baseline schedule paired by seed, its CI, paired t
+  and Wilcoxon p-values, Holm's correction over the schedules compared, Cohen's d_z; the share
+  of seeds it beats the baseline on, and its mean rank over seeds.
+- ``stability_table``: spread over seeds, best-minus-final gap, late regressions, oscillation,
+  epochs to peak, epochs and seconds to a target accuracy, divergences and failures.
+- ``ensemble_table``: snapshot ensembles against the final model, paired by run.
+- ``rank_summary``: across settings, each schedule's mean rank.
+- ``lr_sensitivity`` and ``at_best_lr``: when the base LR is swept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench.analysis import stats
+
+BASELINE = "constant"
+HEADLINE = "final_val_acc"
+ACCURACY_METRICS = ("final_val_acc", "best_val_acc", "test_acc")
+TARGET_FRACTION = 0.99  # target accuracy: 99% of the best schedule's mean final val acc
+NEAR_BEST_LR = 0.01  # LRs within one point of a schedule's best count as near-best
+
+ACCURACY_COLUMNS = [
+    "setting",
+    "metric",
+    "schedule",
+    "n_runs",
+    "n_unfinished",
+    "mean",
+    "std",
+    "median",
+    "ci_low",
+    "ci_high",
+    "ci_clipped",
+    "baseline",
+    "n_pairs",
+    "diff_mean",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p_t",
+    "p_wilcoxon",
+    "p_holm",
+    "effect_size",
+    "win_rate",
+    "rank_mean",
+]
+STABILITY_COLUMNS = [
+    "setting",
+    "schedule",
+    "n_runs",
+    "n_failed",
+    "n_diverged",
+    "final_std",
+    "seed_range",
+    "best_minus_final_mean",
+    "late_regressions_mean",
+    "oscillation_mean",
+    "epochs_to_peak_mean",
+    "target",
+    "n_reached",
+    "epochs_to_target_mean",
+    "seconds_to_target_mean",
+]
+ENSEMBLE_COLUMNS = [
+    "setting",
+    "schedule",
+    "n_runs",
+    "n_snapshots",
+    "final_val_acc_mean",
+    "val_acc_ensemble_mean",
+    "ensemble_gain_val_mean",
+    "ensemble_gain_val_ci_low",
+    "ensemble_gain_val_ci_high",
+    "test_acc_mean",
+    "test_acc_ensemble_mean",
+    "ensemble_gain_test_mean",
+    "ensemble_gain_test_ci_low",
+    "ensemble_gain_test_ci_high",
+]
+
+
+def order(schedules: Iterable[str], preferred: Iterable[str] = (), baseline: str = BASELINE):
+    """Schedules in ``preferred`` order (the baseline leading), then the rest sorted."""
+    present = set(schedules)
+    first = [baseline, *[s for s in preferred if s != baseline]]
+    return [s for s in first if s in present] + sorted(present - set(first))
+
+
+def resolution(per_run: pd.DataFrame, metric: str) -> float:
+    """One example of the evaluation set a metric counts (see ``stats``): 1/n_val for
+    validation accuracies, 1/n_test for test accuracy, 1 for counts of epochs; 0 if unknown."""
+    if metric in ("late_regressions", "epochs_to_peak", "epochs_to_target"):
+        return 1.0
+    column = "n_test" if metric.startswith("test") else "n_val"
+    sizes = per_run[column].dropna() if column in per_run else pd.Series(dtype=float)
+    return 1.0 / sizes.max() if len(sizes) and sizes.max() > 0 else 0.0
+
+
+def by_seed(per_run: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``metric`` as a seed x schedule table (runs of a cell averaged)."""
+    return per_run.pivot_table(index="seed", columns="schedule", values=metric, aggfunc="mean")
+
+
+def _ranks(table: pd.DataFrame) -> pd.Series:
+    """Mean rank per schedule over seeds (1 = best; ties share the average rank)."""
+    return table.rank(axis=1, ascending=False).mean(axis=0)
+
+
+def _settings(per_run: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    return [(s, g) for s, g in per_run.groupby("setting", sort=True)] if len(per_run) else []
+
+
+def accuracy_table(
+    per_run: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+    baseline: str = BASELINE,
+    preferred: Iterable[str] = (),
+    metrics: Sequence[str] = ACCURACY_METRICS,
+) -> pd.DataFrame:
+    """Per setting, metric and schedule (``ACCURACY_COLUMNS``; definitions in the module
+    docstring). ``runs`` (with ``setting, schedule, status``) counts the unfinished runs. The
+    baseline's own row, and every row of a setting without the baseline, has no difference."""
+    rows = []
+    for setting, group in _settings(per_run):
+        unfinished = _unfinished(runs, setting)
+        schedules = order(set(group["schedule"]), preferred, baseline)
+        for metric in metrics:
+            seeds = by_seed(group, metric)
+            ranks = _ranks(seeds)
+            res = resolution(group, metric)
+            block = []
+            for schedule in schedules:
+                values = group.loc[group["schedule"] == schedule, metric].to_numpy(dtype=float)
+                ci = stats.mean_ci(values, res, bounds=(0.0, 1.0))
+                finite = values[np.isfinite(values)]
+                row = {
+                    "setting": setting,
+                    "metric": metric,
+                    "schedule": schedule,
+                    "n_runs": len(values),
+                    "n_unfinished": int(unfinished.get(schedule, 0)),
+                    "mean": ci.mean,
+                    "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan,
+                    "median": float(np.median(finite)) if len(finite) else math.nan,
+                    "ci_low": ci.low,
+                    "ci_high": ci.high,
+                    "ci_clipped": ci.clipped,
+                    "baseline": baseline if baseline in seeds else "",
+                    "rank_mean": ranks.get(schedule, math.nan),
+                }
+                if baseline in seeds and schedule != baseline:
+                    p = stats.paired(seeds[schedule], seeds[baseline], res, bounds=(-1.0, 1.0))
+                    row |= {
+                        "n_pairs": p.diff.n,
+                        "diff_mean": p.diff.mean,
+                        "diff_ci_low": p.diff.low,
+                        "diff_ci_high": p.diff.high,
+                        "p_t": p.p_t,
+                        "p_wilcoxon": p.p_wilcoxon,
+                        "effect_size": p.effect_size,
+                        "win_rate": p.wins,
+                    }
+                block.append(row)
+            adjusted = stats.holm([r.get("p_t", math.nan) for r in block])
+            for row, p_holm in zip(block, adjusted, strict=True):
+                row["p_holm"] = p_holm
+            rows += block
+    table = pd.DataFrame(rows, columns=ACCURACY_COLUMNS)
+    return table.astype({"ci_clipped": bool}) if len(table) else table
+
+
+def _unfinished(runs: pd.DataFrame | None, setting: str) -> pd.Series:
+    if runs is None or runs.empty:
+        return pd.Series(dtype=int)
+    mine = runs[(runs["status"] != "FINISHED") & (runs.get("setting", "") == setting)]
+    return mine.groupby("schedule").size()
+
+
+def headline(accuracy: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFrame:
+    """The accuracy table's rows of one metric."""
+    return accuracy[accuracy["metric"] == metric].reset_index(drop=True)
+
+
+def stability_table(
+    per_run: pd.DataFrame,
+    epochs: pd.DataFrame,
+    runs: pd.DataFrame | None = None,
+    preferred: Iterable[str] = (),
+    baseline: str = BASELINE,
+    target_fraction: float = TARGET_FRACTION,
+) -> pd.DataFrame:
+    """Per setting and schedule (``STABILITY_COLUMNS``). The target is ``target_fraction`` of the
+    best schedule's mean final val acc in the setting; ``n_reached`` runs reached it, and the
+    epochs and seconds to reach it are averaged over those. ``epochs`` (``run_id, epoch,
+    val_acc``, optionally ``time_s``) gives the curves; ``runs`` counts failures."""
+    rows = []
+    for setting, group in _settings(per_run):
+        target = target_fraction * group.groupby("schedule")["final_val_acc"].mean().max()
+        failed = _failed(runs, setting)
+        mine_epochs = epochs[epochs["run_id"].isin(group["run_id"])]
+        # Each run's first validation at or above the target (runs that never get there: none).
+        hits = (
+            mine_epochs[mine_epochs["val_acc"] >= target]
+            .sort_values(["run_id", "epoch"])
+            .groupby("run_id")
+            .first()
+        )
+        for schedule in order(set(group["schedule"]), preferred, baseline):
+            mine = group[group["schedule"] == schedule]
+            final = mine["final_val_acc"].to_numpy(dtype=float)
+            reached = hits[hits.index.isin(mine["run_id"])]
+            reached_epochs = reached["epoch"].tolist()
+            reached_seconds = reached["time_s"].tolist() if "time_s" in reached else []
+            rows.append(
+                {
+                    "setting": setting,
+                    "schedule": schedule,
+                    "n_runs": len(mine),
+                    "n_failed": int(failed.get(schedule, 0)),
+                    "n_diverged": int(mine["diverged"].sum()),
+                    "final_std": stats.spread(final),
+                    "seed_range": float(np.nanmax(final) - np.nanmin(final))
+                    if np.isfinite(final).any()
+                    else math.nan,
+                    "best_minus_final_mean": mine["best_minus_final"].mean(),
+                    "late_regressions_mean": mine["late_regressions"].mean(),
+                    "oscillation_mean": mine["oscillation"].mean(),
+                    "epochs_to_peak_mean": mine["epochs_to_peak"].mean(),
+                    "target": target,
+                    "n_reached": len(reached_epochs),
+                    "epochs_to_target_mean": np.mean(reached_epochs)
+                    if reached_epochs
+                    else math.nan,
+                    "seconds_to_target_mean": np.nanmean(reached_seconds)
+                    if reached_seconds and np.isfinite(reached_seconds).any()
+                    else math.nan,
+                }
+            )
+    return pd.DataFrame(rows, columns=STABILITY_COLUMNS)
+
+
+def _failed(runs: pd.DataFrame | None, setting: str) -> pd.Series:
+    if runs is None or runs.empty:
+        return pd.Series(dtype=int)
+    mine = runs[(runs["status"] == "FAILED") & (runs.get("setting", "") == setting)]
+    return mine.groupby("schedule").size()
+
+
+def ensemble_table(
+    per_run: pd.DataFrame, runs: pd.DataFrame, preferred: Iterable[str] = ()
+) -> pd.DataFrame:
+    """Per setting and schedule whose runs kept snapshots: the single (final) model against the
+    snapshot ensemble on validation and test, and the gain with a 95% CI over runs (paired:
+    each run is its own single model). ``runs`` needs ``run_id, val_acc_ensemble,
+    test_acc_ensemble, n_snapshots``; empty when no run kept snapshots."""
+    kept = runs.loc[runs["n_snapshots"] > 0, ["run_id", *_ENSEMBLE_FACTS]]
+    merged = per_run.merge(kept, on="run_id")
+    rows = []
+    for setting, group in _settings(merged):
+        for schedule in order(set(group["schedule"]), preferred):
+            mine = group[group["schedule"] == schedule]
+            counts = sorted(mine["n_snapshots"].unique())
+            row = {
+                "setting": setting,
+                "schedule": schedule,
+                "n_runs": len(mine),
+                "n_snapshots": counts[0] if len(counts) == 1 else math.nan,
+            }
+            for split, single in (("val", "final_val_acc"), ("test", "test_acc")):
+                metric = f"{split}_acc_ensemble"
+                p = stats.paired(mine[metric], mine[single], resolution(mine, single), (-1, 1))
+                row |= {
+                    f"{single}_mean": mine[single].mean(),
+                    f"{metric}_mean": mine[metric].mean(),
+                    f"ensemble_gain_{split}_mean": p.diff.mean,
+                    f"ensemble_gain_{split}_ci_low": p.diff.low,
+                    f"ensemble_gain_{split}_ci_high": p.diff.high,
+                }
+            rows.append(row)
+    return pd.DataFrame(rows, columns=ENSEMBLE_COLUMNS)
+
+
+_ENSEMBLE_FACTS = ("val_acc_ensemble", "test_acc_ensemble", "n_snapshots")
+
+
+def rank_summary(
+    accuracy: pd.DataFrame, metric: str = HEADLINE, preferred: Iterable[str] = ()
+) -> pd.DataFrame:
+    """Across settings: per schedule, the settings it ran in, its mean rank among the schedules
+    of each setting (by mean ``metric``; 1 = best) and the settings where it was best."""
+    rows = headline(accuracy, metric)
+    rank = rows.groupby("setting")["mean"].rank(ascending=False)
+    rows = rows.assign(rank=rank)
+    summary = rows.groupby("schedule").agg(
+        n_settings=("setting", "nunique"),
+        rank_mean=("rank", "mean"),
+        n_best=("rank", lambda r: int((r == 1).sum())),
+    )
+    schedules = order(summary.index, preferred)
+    return summary.loc[schedules].reset_index()
+
+
+def lr_sensitivity(per_run: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFrame:
+    """When the base LR is swept: per setting (apart from the LR, column ``setting``), schedule
+    and LR (``lr``), the mean ``metric`` with its 95% CI; ``near_best`` marks the LRs whose mean
+    is within one point of the schedule's best. ``per_run`` needs ``lr`` and ``setting``."""
+    rows = []
+    for (setting, schedule, lr), mine in per_run.groupby(["setting", "schedule", "lr"]):
+        ci = stats.mean_ci(mine[metric], resolution(mine, metric), bounds=(0.0, 1.0))
+        rows.append(
+            {
+                "setting": setting,
+                "schedule": schedule,
+                "lr": lr,
+                "n_runs": len(mine),
+                "mean": ci.mean,
+                "ci_low": ci.low,
+                "ci_high": ci.high,
+            }
+        )
+    columns = ["setting", "schedule", "lr", "n_runs", "mean", "ci_low", "ci_high"]
+    table = pd.DataFrame(rows, columns=columns)
+    best = table.groupby(["setting", "schedule"])["mean"].transform("max")
+    return table.assign(near_best=table["mean"] >= best - NEAR_BEST_LR)
+
+
+def at_best_lr(
+    per_run: pd.DataFrame,
+    baseline: str = BASELINE,
+    preferred: Iterable[str] = (),
+    choose_on: str = HEADLINE,
+    compare_on: str = "test_acc",
+) -> pd.DataFrame:
+    """The fair comparison when the base LR is swept: each schedule at its own best LR, chosen
+    on mean ``choose_on`` (validation), then compared on ``compare_on`` (test) like
+    ``accuracy_table`` does. Adds ``lr`` (the chosen LR) and ``near_best_lrs`` (the range of LRs
+    within one point of the best)."""
+    sens = lr_sensitivity(per_run, choose_on)
+    best = sens.loc[sens.groupby(["setting", "schedule"])["mean"].idxmax()]
+    chosen = per_run.merge(best[["setting", "schedule", "lr"]], on=["setting", "schedule", "lr"])
+    table = accuracy_table(chosen, None, baseline, preferred, metrics=(compare_on,))
+    near = sens[sens["near_best"]].groupby(["setting", "schedule"])["lr"].agg(["min", "max"])
+    table = table.merge(best[["setting", "schedule", "lr"]], on=["setting", "schedule"])
+    return table.assign(
+        near_best_lrs=[
+            f"{near.loc[(s, k), 'min']:g}–{near.loc[(s, k), 'max']:g}"
+            for s, k in zip(table["setting"], table["schedule"], strict=True)
+        ]
+    )

@@ -1,0 +1,337 @@
+"""The report's figures: one fixed colour per schedule, figures drawn from small hand-made frames
+without crashing on missing pieces, and the same input saved as the same bytes."""
+
+import itertools
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.colors import to_hex, to_rgb
+
+from bench import plots
+from bench.schedules import SCHEDULE_FREE, SCHEDULES
+
+SCHEDS = ["constant", "cosine", "step"]
+
+
+def hexes(colours) -> set[str]:
+    """Colours (one colour, or an array of RGBA rows) as lowercase hex without alpha."""
+    rows = [colours] if isinstance(colours, str) else np.atleast_2d(colours)
+    return {to_hex(c, keep_alpha=False) for c in rows}
+
+
+def want(schedule: str) -> str:
+    """The colour a schedule must be drawn in, as ``hexes`` writes it."""
+    return to_hex(plots.COLOURS[schedule])
+
+
+@pytest.fixture
+def epochs() -> pd.DataFrame:
+    """3 schedules x 3 seeds x 5 epochs of validation accuracy (fractions)."""
+    rows = []
+    for k, s in enumerate(SCHEDS):
+        for seed in range(3):
+            for e in range(1, 6):
+                acc = 0.5 + 0.08 * e + 0.01 * k + 0.004 * seed * (-1) ** e
+                rows.append((f"{s}-{seed}", s, seed, e, acc))
+    return pd.DataFrame(rows, columns=["run_id", "schedule", "seed", "epoch", "val_acc"])
+
+
+@pytest.fixture
+def per_run(epochs) -> pd.DataFrame:
+    last = epochs[epochs["epoch"] == epochs["epoch"].max()]
+    return last.rename(columns={"val_acc": "final_val_acc"})[["schedule", "seed", "final_val_acc"]]
+
+
+@pytest.fixture
+def summary() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "schedule": SCHEDS,
+            "mean": [0.90, 0.91, 0.92],
+            "ci_low": [0.88, 0.90, 0.915],
+            "ci_high": [0.92, 0.92, 0.925],
+        }
+    )
+
+
+@pytest.fixture
+def lr() -> pd.DataFrame:
+    steps = np.arange(0, 50, 5)
+    traces = {"constant": 0.1 + 0 * steps, "cosine": 0.05 * (1 + np.cos(np.pi * steps / 50))}
+    traces["step"] = np.where(steps < 25, 0.1, 0.01)
+    return pd.concat(
+        pd.DataFrame({"run_id": f"{s}-0", "schedule": s, "step": steps, "lr": v})
+        for s, v in traces.items()
+    )
+
+
+@pytest.fixture
+def diffs() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "schedule": ["cosine", "step"],
+            "mean": [0.01, -0.002],
+            "ci_low": [0.004, -0.01],
+            "ci_high": [0.016, 0.006],
+            "p_holm": [0.02, 0.6],
+        }
+    )
+
+
+@pytest.fixture
+def stab() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "schedule": SCHEDS,
+            "best_minus_final_mean": [0.01, 0.002, 0.004],
+            "late_regressions_mean": [2.0, 0.0, 1.0],
+            "oscillation_mean": [0.006, 0.001, 0.002],
+            "epochs_to_target_mean": [np.nan, 3.0, 4.0],
+        }
+    )
+
+
+@pytest.fixture
+def sensitivity() -> pd.DataFrame:
+    rows = [
+        (s, lr, 0.85 + 0.01 * k - abs(np.log10(lr / 0.1)) / 20)
+        for k, s in enumerate(SCHEDS)
+        for lr in (0.01, 0.1, 1.0)
+    ]
+    frame = pd.DataFrame(rows, columns=["schedule", "lr", "mean"])
+    return frame.assign(ci_low=frame["mean"] - 0.01, ci_high=frame["mean"] + 0.01)
+
+
+@pytest.fixture
+def figures(epochs, per_run, summary, lr, diffs, stab, sensitivity):
+    """Every figure, by name, as a function that draws it afresh."""
+    return {
+        "val_acc_curves": lambda: plots.val_acc_curves(epochs, SCHEDS, baseline="constant"),
+        "lr_traces": lambda: plots.lr_traces(lr, SCHEDS),
+        "final_acc_per_seed": lambda: plots.final_acc_per_seed(per_run, SCHEDS, summary=summary),
+        "forest": lambda: plots.forest(diffs, "constant", "final val acc", band=(-0.005, 0.005)),
+        "stability_bars": lambda: plots.stability_bars(stab, SCHEDS),
+        "lr_sensitivity": lambda: plots.lr_sensitivity(sensitivity, SCHEDS),
+    }
+
+
+# Palette
+
+
+def test_every_schedule_and_arm_has_its_own_colour():
+    arms = [name for name, _ in SCHEDULE_FREE.values()]
+    assert set(SCHEDULES) | set(arms) <= set(plots.COLOURS)
+    assert len(set(plots.COLOURS.values())) == len(plots.COLOURS)
+    # Farther apart than the two oranges of seaborn's "colorblind" palette that this replaces.
+    too_close = np.linalg.norm(np.subtract(to_rgb("#DE8F05"), to_rgb("#D55E00")))
+    for a, b in itertools.combinations(plots.COLOURS.values(), 2):
+        assert np.linalg.norm(np.subtract(to_rgb(a), to_rgb(b))) > too_close, (a, b)
+
+
+def test_a_schedules_colour_does_not_depend_on_the_others():
+    everything = plots.palette(list(plots.COLOURS))
+    for name in plots.COLOURS:
+        assert plots.palette([name]) == {name: everything[name]}
+    assert plots.palette(["step", "cosine"]).items() <= plots.palette(SCHEDS).items()
+
+
+def test_unknown_names_get_a_fixed_spare_colour():
+    assert plots.colour("my_schedule") in plots.SPARE_COLOURS
+    assert plots.palette(["my_schedule", "cosine"])["my_schedule"] == plots.colour("my_schedule")
+    assert plots.colour("my_schedule") not in plots.COLOURS.values()
+
+
+# Colours drawn
+
+
+def test_val_acc_curves_draw_each_panel_in_its_schedules_colour(figures):
+    fig = figures["val_acc_curves"]()
+    axes = fig.get_axes()
+    assert len(axes) == len(SCHEDS)
+    for ax, s in zip(axes, SCHEDS, strict=True):
+        assert ax.get_title().startswith(s)
+        lines = {to_hex(line.get_color()) for line in ax.get_lines()}
+        reference = {to_hex(plots.REFERENCE)} if s != "constant" else set()
+        assert lines == {want(s)} | reference
+        seeds, band = ax.collections  # the faint seeds, then the CI band
+        assert hexes(seeds.get_color()) == {want(s)} and len(seeds.get_paths()) == 3
+        assert hexes(band.get_facecolor()) == {want(s)}
+
+
+def test_val_acc_curves_band_is_a_t_interval_and_y_is_in_points(epochs):
+    fig = plots.val_acc_curves(epochs, ["cosine"])
+    ax = fig.get_axes()[0]
+    last = epochs[(epochs["schedule"] == "cosine") & (epochs["epoch"] == 5)]["val_acc"] * 100
+    mean, low, high = plots.t_interval(last)
+    half = 4.302653 * last.std(ddof=1) / np.sqrt(3)  # t(0.975, 2)
+    assert (low, high) == pytest.approx((mean - half, mean + half))
+    band = ax.collections[1].get_paths()[0].vertices
+    assert band[:, 1].max() == pytest.approx(high)
+    assert ax.get_ylim()[1] <= 100
+
+
+def test_val_acc_curves_draw_at_most_max_seed_lines_per_panel(epochs):
+    copies = [
+        epochs.assign(run_id=epochs["run_id"] + f"-{k}", seed=epochs["seed"] + 10 * k)
+        for k in range(10)
+    ]
+    many = pd.concat(copies, ignore_index=True)
+    fig = plots.val_acc_curves(many, ["cosine"])
+    seeds = fig.get_axes()[0].collections[0]
+    assert len(seeds.get_paths()) == plots.MAX_SEED_LINES < many["run_id"].nunique() / 3
+
+
+def test_lr_traces_one_panel_per_schedule_in_its_colour(figures):
+    fig = figures["lr_traces"]()
+    for ax, s in zip(fig.get_axes(), SCHEDS, strict=True):
+        assert ax.get_title() == s
+        assert {to_hex(line.get_color()) for line in ax.get_lines()} == {want(s)}
+
+
+def test_final_acc_per_seed_dots_and_means_in_the_schedules_colour(figures, per_run, summary):
+    fig = figures["final_acc_per_seed"]()
+    ax = fig.get_axes()[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == SCHEDS
+    dots = [c for c in ax.collections if isinstance(c, PathCollection)]
+    for k, (s, c) in enumerate(zip(SCHEDS, dots, strict=True)):
+        assert hexes(c.get_facecolor()) == {want(s)}
+        xy = np.asarray(c.get_offsets())
+        assert len(xy) == 3 and np.all(np.abs(xy[:, 0] - k) < 0.5)
+        expected = per_run[per_run["schedule"] == s].sort_values("seed")["final_val_acc"] * 100
+        assert xy[:, 1] == pytest.approx(expected.to_numpy())
+    means = [line for line in ax.get_lines() if line.get_marker() == "D"]
+    assert [to_hex(m.get_color()) for m in means] == [want(s) for s in SCHEDS]
+    assert [m.get_ydata()[0] for m in means] == pytest.approx(summary["mean"] * 100)
+
+
+def test_final_acc_per_seed_without_summary_uses_t_intervals(per_run):
+    fig = plots.final_acc_per_seed(per_run, SCHEDS)
+    means = [line for line in fig.get_axes()[0].get_lines() if line.get_marker() == "D"]
+    expected = per_run.groupby("schedule")["final_val_acc"].mean().loc[SCHEDS] * 100
+    assert [m.get_ydata()[0] for m in means] == pytest.approx(expected.to_numpy())
+
+
+def test_forest_rows_in_order_coloured_and_in_points(diffs):
+    fig = plots.forest(diffs, "constant", "final val acc", schedules=["step", "cosine"])
+    ax = fig.get_axes()[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["step", "cosine"]
+    assert ax.get_ylim()[0] > ax.get_ylim()[1]  # first row on top
+    points = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert [to_hex(p.get_color()) for p in points] == [want(s) for s in ("step", "cosine")]
+    assert [p.get_xdata()[0] for p in points] == pytest.approx([-0.2, 1.0])
+    assert "vs constant (points, 95% CI)" in ax.get_xlabel()
+    texts = {t.get_text() for t in ax.texts}
+    assert {"0.020", "0.600"} <= texts
+
+
+def test_forest_leaves_out_the_baseline_and_needs_no_p_values(diffs):
+    with_baseline = diffs.drop(columns="p_holm").assign(schedule=["constant", "step"])
+    fig = plots.forest(with_baseline, "constant", "best val acc")
+    ax = fig.get_axes()[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["step"]
+    assert len(ax.texts) == 0
+
+
+def test_stability_bars_coloured_by_schedule_and_scaled(figures):
+    fig = figures["stability_bars"]()
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == [m[1] for m in plots.STABILITY_MEASURES]
+    for ax in axes:
+        assert [hexes(p.get_facecolor()).pop() for p in ax.patches] == [want(s) for s in SCHEDS]
+    assert [p.get_width() for p in axes[0].patches] == pytest.approx([1.0, 0.2, 0.4])
+    assert [t.get_text().strip() for t in axes[3].texts] == ["n/a"]  # constant: never reached
+
+
+def test_stability_bars_skip_measures_that_are_all_nan_or_missing(stab):
+    fig = plots.stability_bars(
+        stab.assign(oscillation_mean=np.nan).drop(columns="late_regressions_mean"), SCHEDS
+    )
+    assert [ax.get_title() for ax in fig.get_axes()] == ["best − final (pt)", "epochs to target"]
+    empty = plots.stability_bars(stab[["schedule"]], SCHEDS)
+    assert empty.get_axes() == []
+
+
+def test_lr_sensitivity_one_line_per_schedule(figures):
+    fig = figures["lr_sensitivity"]()
+    ax = fig.get_axes()[0]
+    assert ax.get_xscale() == "log"
+    lines = {bars.get_label(): bars.lines[0] for bars in ax.containers}
+    assert list(lines) == SCHEDS
+    for s, line in lines.items():
+        assert to_hex(line.get_color()) == want(s)
+        assert np.max(line.get_ydata()) > 1  # points, not fractions
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == SCHEDS
+
+
+# Missing pieces
+
+
+def test_val_acc_curves_without_a_baseline_or_with_an_absent_one(epochs):
+    for baseline in (None, "wsd"):
+        fig = plots.val_acc_curves(epochs, ["cosine", "step"], baseline)
+        for ax in fig.get_axes():
+            drawn = {to_hex(line.get_color()) for line in ax.get_lines()}
+            assert to_hex(plots.REFERENCE) not in drawn
+
+
+def test_schedules_without_data_are_left_out(epochs, lr):
+    fig = plots.val_acc_curves(epochs, ["wsd", "cosine"], "constant")
+    assert [ax.get_title().split()[0] for ax in fig.get_axes()] == ["cosine"]
+    assert [ax.get_title() for ax in plots.lr_traces(lr, ["wsd", "step"]).get_axes()] == ["step"]
+
+
+def test_a_single_seed_draws_no_band_and_does_not_crash(epochs, tmp_path):
+    one = epochs[epochs["seed"] == 0]
+    fig = plots.val_acc_curves(one, SCHEDS, "constant")
+    for ax in fig.get_axes():
+        band = ax.collections[1].get_paths()
+        assert len(band) == 0 or np.isnan(band[0].vertices).all()
+    (path,) = plots.save(fig, tmp_path, "one", ("png",))
+    assert path.stat().st_size > 0
+
+
+# Saving
+
+
+def test_save_writes_every_figure_in_every_format_and_keeps_rcparams(figures, tmp_path):
+    before = dict(mpl.rcParams)
+    for name, draw in figures.items():
+        formats = ("png", "svg", "pdf") if name == "forest" else ("png", "svg")
+        paths = plots.save(draw(), tmp_path, name, formats)
+        assert paths == [tmp_path / f"{name}.{fmt}" for fmt in formats]
+        assert all(p.stat().st_size > 0 for p in paths)
+    assert dict(mpl.rcParams) == before  # the style stays inside the functions
+
+
+def test_saving_one_figure_twice_gives_the_same_bytes(figures, tmp_path):
+    fig = figures["val_acc_curves"]()
+    first = plots.save(fig, tmp_path, "first")
+    again = plots.save(fig, tmp_path, "again")
+    for a, b in zip(first, again, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.suffix
+
+
+def test_the_same_input_gives_the_same_bytes(figures, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        plots.save(figures["forest"](), tmp_path / folder, "forest", ("svg", "pdf"))
+    for fmt in ("svg", "pdf"):
+        name = f"forest.{fmt}"
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), fmt
+
+
+def test_save_closes_the_figure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig = plots.lr_range_test(
+        pd.DataFrame({"lr": [1e-4, 1e-3, 1e-2], "loss": [2.0, 1.5, 3.0]}), 1e-3, 1e-3
+    )
+    assert plt.fignum_exists(fig.number)
+    plots.save(fig, tmp_path, "lr_find", ("png",))
+    assert not plt.fignum_exists(fig.number)
+    assert (tmp_path / "lr_find.png").stat().st_size > 0

@@ -1,0 +1,125 @@
+"""The report folder from hand-made runs: what report.md says, and the files beside it."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import report, tracking
+from bench.analysis.claims import Claim
+
+BASE = {"optimizer._target_": "torch.optim.SGD", "optimizer.lr": "0.05", "n_val": "1000"}
+FREE = {"optimizer._target_": "schedulefree.SGDScheduleFree", "optimizer.lr": "0.15"}
+
+
+def runs_of(cells, epochs=6):
+    """``cells``: (schedule, seed, final accuracy, extra params, status) -> tracking.Runs."""
+    rows, curves = [], []
+    for i, (schedule, seed, final, extra, status) in enumerate(cells):
+        run_id = f"r{i}"
+        params = {**BASE, "schedule": schedule, "seed": str(seed), **extra}
+        rows.append(
+            {
+                "run_id": run_id,
+                "run_name": f"{schedule}-seed{seed}",
+                "status": status,
+                "schedule": schedule,
+                "seed": seed,
+                "sweep": "",
+                "start_time": 100.0 * i,
+                "end_time": 100.0 * i + 60,
+                "diverged": False,
+                "test_acc": final - 0.01,
+                "train_loss_final": 0.1,
+                "val_acc_ensemble": np.nan,
+                "test_acc_ensemble": np.nan,
+                "n_snapshots": 0,
+                "params": params,
+                "tags": {"bench.versions": "python 3.11, torch 2.14.1"},
+            }
+        )
+        if status == "FINISHED":
+            for e in range(1, epochs + 1):
+                acc = final * (0.7 + 0.3 * e / epochs)
+                curves.append((run_id, schedule, seed, e, acc, 1 - acc, 1 - acc, 10.0 * e))
+    frame = pd.DataFrame(rows)
+    columns = ["run_id", "schedule", "seed", "epoch", "val_acc", "val_loss", "train_loss", "time_s"]
+    return tracking.Runs("study", frame, pd.DataFrame(curves, columns=columns))
+
+
+GAIN = [0.010, 0.012, 0.009, 0.011, 0.010]
+BASELINE = [0.70, 0.72, 0.69, 0.71, 0.70]
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    cells = [("constant", s, a, {}, "FINISHED") for s, a in enumerate(BASELINE)]
+    cells += [
+        ("cosine", s, a + g, {}, "FINISHED")
+        for s, (a, g) in enumerate(zip(BASELINE, GAIN, strict=True))
+    ]
+    cells += [("sgd_schedulefree", s, a, FREE, "FINISHED") for s, a in enumerate(BASELINE)]
+    cells += [("cosine", 5, 0.5, {}, "FAILED")]
+    options = report.Options(
+        claims=[Claim("cosine beats constant on test", "cosine", "constant", "test_acc", low=0)],
+        formats=("png", "svg", "pdf"),
+    )
+    folder = tmp_path_factory.mktemp("r") / "study"
+    made = report.write(runs_of(cells), folder, options, "all its runs", ["bench seed=0,1,2,3,4"])
+    return made, folder
+
+
+def test_report_md_reads_top_to_bottom(written):
+    _, folder = written
+    text = (folder / "report.md").read_text()
+    order = ["## What was run", "## Verdicts", "## Accuracy", "## Stability", "## Figures"]
+    assert [text.index(h) for h in order] == sorted(text.index(h) for h in order)
+    assert "`bench seed=0,1,2,3,4`" in text and "`python 3.11, torch 2.14.1`" in text
+    assert "**Machine**: not recorded by these runs." in text
+    assert "seeds**: [0, 1, 2, 3, 4]" in text and "1 not finished" in text
+    # A steady +1 point over 5 seeds: the built-in claim holds, and so does the user's own.
+    claims = pd.read_csv(folder / "claims.csv").set_index("claim")
+    assert claims.loc["cosine beats constant by +0.5 to +1.5 points", "verdict"] == "held"
+    assert claims.loc["cosine beats constant on test", "verdict"] == "held"
+    assert "**5 claims tested: 2 held, 1 refuted, 2 inconclusive.**" in text
+    # Schedule-free runs sit beside the schedules; their own LR is a knob, not a swept LR.
+    assert "## Base LR" not in text and not (folder / "lr_sensitivity.csv").exists()
+    assert "| sgd_schedulefree" in text
+
+
+def test_tables_for_readers_and_for_machines(written):
+    _, folder = written
+    accuracy = pd.read_csv(folder / "accuracy.csv")
+    assert {"diff_mean", "p_holm", "metric", "setting"} <= set(accuracy.columns)
+    shown = (folder / "accuracy.md").read_text()
+    assert "Δ vs constant (pt) [95% CI]" in shown and "diff_mean" not in shown
+    cosine = accuracy[(accuracy["metric"] == "final_val_acc") & (accuracy["schedule"] == "cosine")]
+    assert f"+{cosine['diff_mean'].iloc[0] * 100:.2f} [" in shown
+    latex = (folder / "accuracy.tex").read_text()
+    assert "\\toprule" in latex and "\\midrule" in latex and "$\\Delta$ vs constant" in latex
+    assert "\\_" in (folder / "stability.tex").read_text() or "sgd" not in latex
+    stability = pd.read_csv(folder / "stability.csv").set_index("schedule")
+    assert stability.loc["cosine", "n_failed"] == 1 and stability.loc["constant", "n_failed"] == 0
+
+
+def test_every_figure_in_every_format(written):
+    _, folder = written
+    for stem in ("val_acc_curves", "final_acc_per_seed", "forest", "stability", "lr_traces"):
+        for fmt in ("png", "svg", "pdf"):
+            assert (folder / f"{stem}.{fmt}").stat().st_size > 0
+
+
+def test_a_missing_baseline_is_said_plainly(tmp_path):
+    cells = [
+        (s, seed, 0.7 + 0.01 * seed, {}, "FINISHED") for s in ("cosine", "step") for seed in (0, 1)
+    ]
+    made = report.write(runs_of(cells), tmp_path / "r")
+    assert any("baseline schedule 'constant' is not among these runs" in w for w in made.warnings)
+    assert made.accuracy["diff_mean"].isna().all()
+    other = report.write(runs_of(cells), tmp_path / "s", report.Options(baseline="step"))
+    assert other.accuracy["diff_mean"].notna().any() and not other.warnings
+
+
+def test_nothing_finished_writes_nothing(tmp_path):
+    with pytest.raises(LookupError, match="no finished runs"):
+        report.write(runs_of([("cosine", 0, 0.7, {}, "FAILED")]), tmp_path / "r")
+    assert not (tmp_path / "r").exists()
