@@ -123,9 +123,9 @@ def save(
 
 
 def t_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, low, high)``: Student's t interval of the finite values (``bench.analysis.stats``);
-    NaN bounds with fewer than two."""
-    ci = mean_ci(list(values), confidence=level)
+    """``(mean, low, high)``: Student's t interval of the finite values (``bench.analysis.stats``)
+    of an accuracy in %, clipped to [0, 100]; NaN bounds with fewer than two."""
+    ci = mean_ci(list(values), confidence=level, bounds=(0.0, 100.0))  # accuracies, in %
     return (ci.mean, ci.low, ci.high)
 
 
@@ -384,7 +384,8 @@ STABILITY_MEASURES: tuple[tuple[str, str, float], ...] = (
 
 def stability_bars(stab: pd.DataFrame, schedules: Sequence[str]) -> Figure:
     """One small bar panel per stability measure, a bar per schedule in its colour (schedules
-    top to bottom). A measure missing or all NaN has no panel; a NaN value is marked "n/a".
+    top to bottom). A measure missing or all NaN has no panel; a NaN value is marked "n/a"
+    ("never reached" for the epochs to target).
 
     ``stab``: columns schedule and any of ``STABILITY_MEASURES``' columns (means over seeds).
     """
@@ -402,7 +403,8 @@ def stability_bars(stab: pd.DataFrame, schedules: Sequence[str]) -> Figure:
             y = np.arange(len(schedules))
             ax.barh(y, values.fillna(0), color=[colour(s) for s in schedules], height=0.7)
             for i in np.flatnonzero(values.isna()):
-                ax.text(0, i, " n/a", va="center", ha="left", fontsize=7, color=".4")
+                missing = " never reached" if column == "epochs_to_target_mean" else " n/a"
+                ax.text(0, i, missing, va="center", ha="left", fontsize=7, color=".4")
             ax.set_title(title, pad=3)
             ax.grid(axis="y", visible=False)
             ax.set_xlim(left=min(0.0, float(values.min()) * 1.1))

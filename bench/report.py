@@ -35,6 +35,7 @@ import pandas as pd
 from bench import analysis, plots, schedules, tracking
 from bench.analysis import claims as claims_mod
 
+BASELINE_TAG = "bench.report.baseline"  # on a sweep's parent run: what diff_vs_baseline is from
 HEADLINES = ("final_val_acc", "best_val_acc", "test_acc")
 METRIC_NAMES = {
     "final_val_acc": "final val acc",
@@ -116,8 +117,8 @@ class Analysed:
 def analyse(data: tracking.Runs, options: Options) -> Analysed:
     """Everything the report shows, computed from the runs (pure)."""
     preferred = list(schedules.ARMS)
-    runs, n_repeats = analysis.latest_per_cell(data.runs)
-    runs = runs.assign(setting=analysis.setting_labels(runs))
+    runs = data.runs.assign(setting=analysis.setting_labels(data.runs))
+    runs, n_repeats = analysis.latest_per_cell(runs)
     finished = runs[runs["status"] == "FINISHED"]
     epochs = data.epochs[data.epochs["run_id"].isin(finished["run_id"])]
     epochs = epochs.merge(runs[["run_id", "setting"]], on="run_id")
@@ -136,7 +137,9 @@ def analyse(data: tracking.Runs, options: Options) -> Analysed:
             lr=per_run["run_id"].map(dict(zip(finished["run_id"], lrs, strict=True))),
         )
         sensitivity = analysis.lr_sensitivity(swept, options.metric)
-        best = analysis.at_best_lr(swept, b, preferred, choose_on=options.metric)
+        # The LR is chosen on validation, whatever the headline: never on the test set.
+        choose_on = analysis.HEADLINE if options.metric == "test_acc" else options.metric
+        best = analysis.at_best_lr(swept, b, preferred, choose_on=choose_on)
     warnings = analysis.pooling_warnings(runs)
     if n_repeats:
         warnings.append(
@@ -147,14 +150,15 @@ def analyse(data: tracking.Runs, options: Options) -> Analysed:
         s for s in settings if b not in set(per_run.loc[per_run["setting"] == s, "schedule"])
     ]
     if missing:
-        where = "these runs" if settings == [""] else f"setting(s) {', '.join(missing)}"
+        named = [f"'{m}'" if m else "(the runs without a setting of their own)" for m in missing]
+        where = "these runs" if settings == [""] else f"setting(s) {', '.join(named)}"
         warnings.append(
             f"the baseline schedule {b!r} is not among {where}: no differences are shown there "
             "(choose another with --baseline / report.baseline)"
         )
-    claimed = [*claims_mod.DEFAULT_CLAIMS, *options.claims]
-    if options.metric != analysis.HEADLINE:
-        claimed = [_on_metric(c, options.metric) for c in claimed]
+    # The built-in accuracy claims follow the headline metric; a user's claims say their own.
+    claimed = [_on_metric(c, options.metric) for c in claims_mod.DEFAULT_CLAIMS]
+    claimed += options.claims
     return Analysed(
         runs=runs,
         per_run=per_run,
@@ -419,7 +423,7 @@ def to_latex(view: pd.DataFrame) -> str:
 
 def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str]) -> str:
     finished = a.runs[a.runs["status"] == "FINISHED"]
-    params = pd.DataFrame(list(finished["params"]), index=finished.index).astype(str)
+    params = pd.DataFrame(list(finished["params"]), index=finished.index).fillna("–").astype(str)
     n_unfinished = int((a.runs["status"] != "FINISHED").sum())
     lines = [
         f"- **Runs**: MLflow experiment `{data.experiment}`, {scope}: {len(finished)} finished "
@@ -443,7 +447,7 @@ def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str
     }
     key = [f"`{c}={fixed[c]}`" for c in KEY_SETTINGS if c in fixed]
     if key:
-        lines.append("- **Fixed**: " + ", ".join(key) + " (all fixed settings below).")
+        lines.append("- **Fixed**: " + ", ".join(key) + " (all of them at the end).")
     if {"start_time", "end_time"} <= set(finished):
         spent = (finished["end_time"] - finished["start_time"]).sum()
         span = finished["end_time"].max() - finished["start_time"].min()
@@ -463,10 +467,20 @@ def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str
             lines.append(f"- **{label}**: " + "; ".join(f"`{v}`" for v in values))
         else:
             lines.append(f"- **{label}**: not recorded by these runs.")
-    details = "\n".join(f"| `{c}` | `{v}` |" for c, v in sorted(fixed.items()))
-    table = f"\n<details><summary>All fixed settings ({len(fixed)})</summary>\n\n"
-    table += f"| setting | value |\n| --- | --- |\n{details}\n\n</details>\n"
-    return "\n".join(lines) + "\n" + table
+    return "\n".join(lines) + "\n"
+
+
+def _fixed_settings(a: Analysed) -> str:
+    """The appendix: every setting the reported runs share."""
+    finished = a.runs[a.runs["status"] == "FINISHED"]
+    params = pd.DataFrame(list(finished["params"]), index=finished.index).fillna("–").astype(str)
+    fixed = {
+        c: params[c].iloc[0]
+        for c in params
+        if analysis.pooling.is_setting(c) and params[c].nunique() == 1
+    }
+    rows = "\n".join(f"| `{c}` | `{v}` |" for c, v in sorted(fixed.items()))
+    return f"| setting | value |\n| --- | --- |\n{rows}\n"
 
 
 FIGURES = (
@@ -519,7 +533,8 @@ def _report_md(
         f"(`report.baseline`), paired by seed, in points. p-values are two-sided; Holm's "
         f"correction is over the schedules compared with {b} in a setting; d_z is the mean "
         f"difference over its standard deviation; wins is the share of seeds where the "
-        f"schedule beat {b} (a tie counts a half); rank 1 is the best.\n",
+        f"schedule beat {b} (a tie counts a half); rank 1 is the best. The intervals are each "
+        "comparison's own; only p (Holm) accounts for the number of comparisons.\n",
         to_markdown(accuracy_view(a.accuracy, m, b)),
         "\nThe other accuracies, the same way:\n",
         to_markdown(other_metrics_view(a.accuracy, m, b)),
@@ -562,6 +577,9 @@ def _report_md(
     sections += [
         "\n## Figures\n",
         _figure_section(a.settings, a.sensitivity is not None),
+        "\n## All fixed settings\n",
+        'What every reported run shares (the settings that vary are under "What was run").\n',
+        _fixed_settings(a),
         "\n## Files\n",
         "Each table is also here as CSV (machine-readable names; accuracies as fractions) and "
         "LaTeX (booktabs): "
@@ -738,7 +756,7 @@ def headline_metrics(report: Report) -> dict[str, float]:
         prefix = f"s{settings.index(r.setting) + 1}." if len(settings) > 1 else ""
         metrics[f"{prefix}{r.schedule}.{r.metric}"] = r.mean
         if not pd.isna(r.diff_mean):
-            metrics[f"{prefix}{r.schedule}.diff_vs_{report.options.baseline}"] = r.diff_mean
+            metrics[f"{prefix}{r.schedule}.diff_vs_baseline"] = r.diff_mean
     return {k: float(v) for k, v in metrics.items() if not pd.isna(v)}
 
 
@@ -772,9 +790,10 @@ def make(
     if filters:
         scope += " where " + ", ".join(filters)
     report = write(data, Path(folder), options, scope, [c for c in commands if c], uri)
-    if len(sweeps) == 1:
+    if len(sweeps) == 1 and not filters:  # a subset of a sweep is not the sweep's report
         tracking.log_artifacts(uri, sweeps[0], report.folder)
         tracking.log_metrics(uri, sweeps[0], headline_metrics(report))
+        tracking.set_tags(uri, sweeps[0], {BASELINE_TAG: report.options.baseline})
     return report
 
 

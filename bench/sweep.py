@@ -210,6 +210,7 @@ class SweepCallback(Callback):
             )
             report.print_tables(made)
         print(f"\nSweep done: {n_finished} of {sweep.n_runs} runs finished.")
+        print(tracking.browse_hint(sweep.tracking_uri, sweep.experiment_id))
         if failed:
             print("Failed:\n" + "\n".join(f"  - {f}" for f in failed), file=sys.stderr)
             raise SystemExit(1)

@@ -188,6 +188,24 @@ def log_metrics(uri: str, run_id: str, metrics: Mapping[str, float], step: int =
         client(uri).log_batch(run_id, metrics=batch)
 
 
+def browse_hint(uri: str, experiment_id: str) -> str:
+    """How to see an experiment's runs in MLflow's UI, straight on its training-runs table
+    (MLflow 3 otherwise opens on its GenAI overview)."""
+    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"Browse the runs: {uri.rstrip('/')}/{page}"
+    return (
+        f"Browse the runs: mlflow ui --backend-store-uri {uri}, then http://127.0.0.1:5000/{page}"
+    )
+
+
+@_store_call
+def set_tags(uri: str, run_id: str, tags: Mapping[str, str]) -> None:
+    mlflow = client(uri)
+    for key, value in tags.items():
+        mlflow.set_tag(run_id, key, value)
+
+
 class RunRecorder:
     """One training run in MLflow (tag ``bench.kind``: ``run``, which reports read, or another
     kind they leave out). Per-step metrics are buffered and written in batches."""

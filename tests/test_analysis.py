@@ -232,10 +232,14 @@ def pooled(*runs):
     return pd.DataFrame(rows)
 
 
+def cells(runs):
+    return analysis.latest_per_cell(runs.assign(setting=analysis.setting_labels(runs)))
+
+
 def test_one_clean_sweep_pools_without_warnings():
     runs = pooled(("step", 0, {}), ("step", 1, {}), ("polynomial", 0, {}), ("polynomial", 1, {}))
     assert analysis.pooling_warnings(runs) == []
-    assert analysis.latest_per_cell(runs)[1] == 0
+    assert cells(runs)[1] == 0
 
 
 def test_a_repeated_cell_counts_once_by_its_latest_run():
@@ -243,12 +247,27 @@ def test_a_repeated_cell_counts_once_by_its_latest_run():
     (setting, schedule, seed) counts once, by the most recent run."""
     again = {"report.dir": "/elsewhere", "trainer.enable_progress_bar": "False"}
     runs = pooled(("step", 0, {}), ("step", 1, {}), ("step", 0, again), ("step", 1, again))
-    runs.loc[4] = {**runs.loc[0], "run_id": "failed", "status": "FAILED", "start_time": 9.0}
-    kept, dropped = analysis.latest_per_cell(runs)
+    runs.loc[4] = {**runs.loc[0], "run_id": "failed", "seed": 2, "status": "FAILED"}
+    kept, dropped = cells(runs)
     assert dropped == 2
     assert sorted(kept["run_id"]) == ["failed", "r2", "r3"]
     other_setting = pooled(("step", 0, {}), ("step", 0, {"optimizer.lr": "0.1"}))
-    assert analysis.latest_per_cell(other_setting)[1] == 0
+    assert cells(other_setting)[1] == 0
+
+
+def test_a_param_added_since_does_not_split_a_cell():
+    """The same grid before and after bench logged a new param: one cell per seed still."""
+    runs = pooled(("step", 0, {}), ("step", 1, {}), ("step", 0, {"optimizer.new": "x"}))
+    kept, dropped = cells(runs)
+    assert dropped == 1 and sorted(kept["run_id"]) == ["r1", "r2"]
+
+
+def test_a_failed_cell_run_again_and_finished_is_no_failure():
+    runs = pooled(("step", 0, {}), ("step", 1, {}))
+    runs.loc[2] = {**runs.loc[0], "run_id": "early", "status": "FAILED", "start_time": -1.0}
+    runs.loc[3] = {**runs.loc[0], "run_id": "other", "seed": 5, "status": "KILLED"}
+    kept, dropped = cells(runs)
+    assert dropped == 0 and sorted(kept["run_id"]) == ["other", "r0", "r1"]
 
 
 def test_different_knobs_of_one_schedule_are_named():
@@ -261,6 +280,31 @@ def test_different_knobs_of_one_schedule_are_named():
     assert analysis.pooling_warnings(runs) == [
         "runs of one schedule with different knobs are pooled; they differ in schedule.gamma"
     ]
+
+
+def test_a_schedule_free_optimizer_with_different_lrs_is_named():
+    free = {"optimizer._target_": "schedulefree.SGDScheduleFree"}
+    runs = pooled(
+        ("sgd_schedulefree", 0, {**free, "optimizer.lr": "0.5"}),
+        ("sgd_schedulefree", 0, {**free, "optimizer.lr": "1.0"}),
+        ("step", 0, {}),
+    )
+    assert set(analysis.setting_labels(runs)) == {""}  # its LR is a knob, not a setting
+    assert analysis.pooling_warnings(runs) == [
+        "runs of one schedule with different knobs are pooled; they differ in optimizer.lr"
+    ]
+    assert cells(runs)[1] == 0  # two knobs, two cells
+
+
+def test_a_schedule_none_of_whose_runs_finished_still_has_its_row(frames):
+    runs, epochs, per_run = frames
+    failed = pd.DataFrame([{**runs.iloc[0], "run_id": "x", "schedule": "step", "status": "FAILED"}])
+    runs = pd.concat([runs, failed], ignore_index=True)
+    acc = analysis.headline(analysis.accuracy_table(per_run, runs)).set_index("schedule")
+    assert acc.loc["step", "n_runs"] == 0 and acc.loc["step", "n_unfinished"] == 1
+    assert math.isnan(acc.loc["step", "mean"])
+    stab = analysis.stability_table(per_run, epochs, runs).set_index("schedule")
+    assert stab.loc["step", ["n_runs", "n_failed"]].tolist() == [0, 1]
 
 
 def test_settings_name_what_differs_besides_schedule_and_seed():

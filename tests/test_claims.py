@@ -107,7 +107,7 @@ def test_claims_whose_schedules_did_not_run_are_left_out():
 def test_parse_user_claims_and_name_the_bad_field():
     [c] = claims.parse([{"a": "wsd", "b": "cosine", "metric": "test_acc", "low": 0}])
     assert (c.a, c.b, c.metric, c.low, c.high) == ("wsd", "cosine", "test_acc", 0.0, None)
-    assert c.expected() == "> +0 pt"
+    assert c.expected() == "> 0 pt"
     for bad, message in [
         ({"a": "wsd", "b": "cosine"}, "give low, high or both"),
         ({"a": "wsd", "b": "cosine", "low": 1, "high": 0}, "low=1.0 must be below high=0.0"),

@@ -242,7 +242,7 @@ def test_stability_bars_coloured_by_schedule_and_scaled(figures):
     for ax in axes:
         assert [hexes(p.get_facecolor()).pop() for p in ax.patches] == [want(s) for s in SCHEDS]
     assert [p.get_width() for p in axes[0].patches] == pytest.approx([1.0, 0.2, 0.4])
-    assert [t.get_text().strip() for t in axes[3].texts] == ["n/a"]  # constant: never reached
+    assert [t.get_text().strip() for t in axes[3].texts] == ["never reached"]  # constant
 
 
 def test_stability_bars_skip_measures_that_are_all_nan_or_missing(stab):

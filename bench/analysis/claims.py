@@ -59,11 +59,15 @@ class Claim:
 
     def expected(self) -> str:
         unit = METRICS[self.metric]
+
+        def signed(x: float) -> str:
+            return "0" if x == 0 else f"{x:+g}"
+
         if self.low is not None and self.high is not None:
-            return f"{self.low:+g} to {self.high:+g} {unit}"
+            return f"{signed(self.low)} to {signed(self.high)} {unit}"
         if self.low is not None:
-            return f"> {self.low:+g} {unit}"
-        return f"< {self.high:+g} {unit}"
+            return f"> {signed(self.low)} {unit}"
+        return f"< {signed(self.high)} {unit}"
 
 
 def _matches(a: str, b: str, label: str) -> Claim:

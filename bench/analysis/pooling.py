@@ -78,43 +78,58 @@ def setting_labels(runs: pd.DataFrame, without: tuple[str, ...] = ()) -> pd.Seri
     )
 
 
-def _cell_keys(runs: pd.DataFrame) -> pd.DataFrame:
-    """What makes two runs the same cell: every compared param, the schedule's knobs and the
-    seed (a schedule-free optimizer's params included)."""
-    params = _params(runs).astype(str)
-    keep = [c for c in params if is_setting(c) or c.startswith("schedule.")]
-    return params[keep].assign(_schedule=runs["schedule"].astype(str), _seed=runs["seed"])
+def _knobs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's knobs as text ("" where a run lacks one): its schedule's (``schedule.*``), and
+    for a schedule-free optimizer its ``optimizer.*`` params, which stand in for them."""
+    params = _params(runs)
+    free = params.get("optimizer._target_", pd.Series(index=runs.index, dtype=object)).isin(
+        SCHEDULE_FREE
+    )
+    knobs = params[[c for c in params if c.startswith("schedule.") and c != "schedule.name"]]
+    optimizer = params[[c for c in params if c.startswith("optimizer.")]]
+    knobs = pd.concat([knobs, optimizer.where(free, axis=0)], axis=1)
+    return knobs.fillna("").astype(str)
 
 
 def latest_per_cell(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """The finished runs with each cell counted once (its most recent run), and how many
-    finished runs that leaves out. Unfinished runs are returned as they are."""
-    finished = runs[runs["status"] == "FINISHED"]
-    if finished.empty:
+    """Each cell counted once: of its finished runs the most recent, and none of its unfinished
+    ones once it has finished (a failure run again and finished is no failure); returns the
+    runs kept and how many finished runs were left out. A cell is one (``setting``, schedule,
+    knobs, seed): ``runs`` needs the ``setting`` column (``setting_labels``), so a param that
+    only some runs have never splits a cell that its label does not split."""
+    if runs.empty:
         return runs, 0
-    when = finished["start_time"] if "start_time" in finished else pd.Series(0, finished.index)
-    keys = _cell_keys(finished)
-    order = when.fillna(0).sort_values(kind="stable").index
-    duplicate = keys.loc[order].duplicated(keep="last").reindex(finished.index)
-    dropped = finished.index[duplicate]
-    return runs.drop(index=dropped), len(dropped)
+    keys = _knobs(runs).assign(
+        _setting=runs["setting"].astype(str),
+        _schedule=runs["schedule"].astype(str),
+        _seed=runs["seed"].astype(str),
+    )
+    key = keys.apply(tuple, axis=1)
+    finished = runs["status"] == "FINISHED"
+    when = runs["start_time"] if "start_time" in runs else pd.Series(0.0, index=runs.index)
+    latest = when[finished].fillna(0).sort_values(kind="stable").index
+    repeat = key[latest].duplicated(keep="last")
+    dropped = list(repeat[repeat].index)
+    done = set(key[finished])
+    superseded = runs.index[~finished & key.isin(done)]
+    return runs.drop(index=[*dropped, *superseded]), len(dropped)
 
 
 def pooling_warnings(runs: pd.DataFrame) -> list[str]:
-    """What makes pooling these finished runs questionable: runs of one schedule whose knobs
-    differ (pooled as one schedule). (Repeated cells are left out by ``latest_per_cell``; runs
-    whose other settings differ are reported per setting, see ``setting_labels``.)"""
+    """What makes pooling these finished runs questionable: runs of one schedule (or one
+    schedule-free optimizer) whose knobs differ, pooled as one. (Repeated cells are left out by
+    ``latest_per_cell``; runs whose other settings differ are reported per setting, see
+    ``setting_labels``.)"""
     finished = runs[runs["status"] == "FINISHED"]
     if finished.empty:
         return []
-    params = _params(finished).astype(str)
-    knobs = [c for c in params if c.startswith("schedule.") and c != "schedule.name"]
+    knobs = _knobs(finished)
     knobs_differ = sorted(
         {
             c
-            for _, group in params.groupby(finished["schedule"])
+            for _, group in knobs.groupby(finished["schedule"])
             for c in knobs
-            if group[c].nunique(dropna=True) > 1
+            if group.loc[group[c] != "", c].nunique() > 1
         }
     )
     if not knobs_differ:

@@ -133,7 +133,8 @@ def accuracy_table(
     rows = []
     for setting, group in _settings(per_run):
         unfinished = _unfinished(runs, setting)
-        schedules = order(set(group["schedule"]), preferred, baseline)
+        # A schedule none of whose runs finished still gets its row, to say so.
+        schedules = order({*group["schedule"], *unfinished.index}, preferred, baseline)
         for metric in metrics:
             seeds = by_seed(group, metric)
             ranks = _ranks(seeds)
@@ -158,7 +159,7 @@ def accuracy_table(
                     "baseline": baseline if baseline in seeds else "",
                     "rank_mean": ranks.get(schedule, math.nan),
                 }
-                if baseline in seeds and schedule != baseline:
+                if baseline in seeds and schedule in seeds and schedule != baseline:
                     p = stats.paired(seeds[schedule], seeds[baseline], res, bounds=(-1.0, 1.0))
                     row |= {
                         "n_pairs": p.diff.n,
@@ -207,6 +208,9 @@ def stability_table(
     for setting, group in _settings(per_run):
         target = target_fraction * group.groupby("schedule")["final_val_acc"].mean().max()
         failed = _failed(runs, setting)
+        schedules = order(
+            {*group["schedule"], *_unfinished(runs, setting).index}, preferred, baseline
+        )
         mine_epochs = epochs[epochs["run_id"].isin(group["run_id"])]
         # Each run's first validation at or above the target (runs that never get there: none).
         hits = (
@@ -215,7 +219,7 @@ def stability_table(
             .groupby("run_id")
             .first()
         )
-        for schedule in order(set(group["schedule"]), preferred, baseline):
+        for schedule in schedules:
             mine = group[group["schedule"] == schedule]
             final = mine["final_val_acc"].to_numpy(dtype=float)
             reached = hits[hits.index.isin(mine["run_id"])]
