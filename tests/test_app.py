@@ -186,13 +186,15 @@ def test_report_is_logged_to_the_sweep_parent(sweep):
     # The parent's row in MLflow's UI answers the question without expanding it.
     metrics = client.get_run(parent.info.run_id).data.metrics
     kids = {r.data.tags["schedule"]: r for r in children(runs)}
-    assert metrics["cosine.diff_vs_constant"] == pytest.approx(
+    assert metrics["cosine.diff_vs_baseline"] == pytest.approx(
         metrics["cosine.final_val_acc"] - metrics["constant.final_val_acc"]
     )
     final = client.get_metric_history(kids["cosine"].info.run_id, "val_acc")[-1].value
     assert metrics["cosine.final_val_acc"] == pytest.approx(final)
+    tags = client.get_run(parent.info.run_id).data.tags
+    assert tags["bench.report.baseline"] == "constant"  # what diff_vs_baseline is from
     # Runs carry schedule and seed as params (the UI groups by params), and the experiment
-    # opens on MLflow's training-runs view.
+    # carries MLflow's mark of a model-training experiment.
     assert {r.data.params["schedule"] for r in kids.values()} == {"constant", "cosine"}
     assert all(r.data.params["seed"] == "0" for r in kids.values())
     experiment = client.get_experiment(parent.info.experiment_id)

@@ -127,3 +127,22 @@ def test_nothing_finished_writes_nothing(tmp_path):
     with pytest.raises(LookupError, match="no finished runs"):
         report.write(runs_of([("cosine", 0, 0.7, {}, "FAILED")]), tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_swept_lr_with_a_schedule_free_optimizer(tmp_path):
+    """The base LR is swept; schedule-free SGD keeps its own LR and joins the fair comparison,
+    where every schedule is taken at its own best LR, chosen on validation."""
+    cells = []
+    for lr, shift in (("0.05", 0.0), ("0.1", 0.02)):
+        for s, a in enumerate(BASELINE):
+            cells.append(("constant", s, a + shift, {"optimizer.lr": lr}, "FINISHED"))
+            cells.append(("cosine", s, a + 0.03 - shift, {"optimizer.lr": lr}, "FINISHED"))
+    cells += [("sgd_schedulefree", s, a, FREE, "FINISHED") for s, a in enumerate(BASELINE)]
+    made = report.write(runs_of(cells), tmp_path / "r", report.Options(metric="test_acc"))
+    fair = pd.read_csv(tmp_path / "r" / "at_best_lr.csv").set_index("schedule")
+    assert fair.loc["constant", "lr"] == 0.1 and fair.loc["cosine", "lr"] == 0.05
+    assert fair.loc["sgd_schedulefree", "lr"] == 0.15 and fair.loc["cosine", "n_pairs"] == 5
+    assert (fair["metric"] == "test_acc").all()
+    sens = pd.read_csv(tmp_path / "r" / "lr_sensitivity.csv")
+    assert sorted(set(sens["lr"])) == [0.05, 0.1, 0.15]
+    assert any("(the runs without a setting of their own)" in w for w in made.warnings)

@@ -143,7 +143,7 @@ def check_store(folder: Path) -> dict:
     schedules = sorted({r.data.params.get(GROUP_PARAM) for r in children} - {None})
     if not children or not schedules:
         raise UICheckFailed(f"the sweep {parent.info.run_id} has no child runs with param schedule")
-    headline = parent.data.metrics  # <schedule>.final_val_acc, <schedule>.diff_vs_constant
+    headline = parent.data.metrics  # <schedule>.final_val_acc, <schedule>.diff_vs_baseline
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     if not any(m.endswith(".final_val_acc") for m in headline) or "report.md" not in artifacts:
         raise UICheckFailed(f"the sweep parent lacks headline metrics or report.md: {artifacts}")
@@ -413,7 +413,8 @@ def parent_run(driver, base: str, facts: dict, out: Path) -> None:
 
 def run_checks(store: Path, out: Path, port: int) -> None:
     facts = check_store(store)
-    server = start_server(store, port, out / "mlflow-server.log")
+    # The server's log stays beside the store, out of the folder of screenshots.
+    server = start_server(store, port, store / "mlflow-server.log")
     driver = None
     step = "browser"
     try:
