@@ -266,8 +266,15 @@ def test_a_failed_cell_run_again_and_finished_is_no_failure():
     runs = pooled(("step", 0, {}), ("step", 1, {}))
     runs.loc[2] = {**runs.loc[0], "run_id": "early", "status": "FAILED", "start_time": -1.0}
     runs.loc[3] = {**runs.loc[0], "run_id": "other", "seed": 5, "status": "KILLED"}
+    runs.loc[4] = {
+        **runs.loc[0],
+        "run_id": "diverged",
+        "status": "FAILED",
+        "params": {**runs.loc[0, "params"], "optimizer.lr": "1e30"},
+    }
     kept, dropped = cells(runs)
-    assert dropped == 0 and sorted(kept["run_id"]) == ["other", "r0", "r1"]
+    # The failure of another LR is no earlier attempt of a finished cell: it still counts.
+    assert dropped == 0 and sorted(kept["run_id"]) == ["diverged", "other", "r0", "r1"]
 
 
 def test_different_knobs_of_one_schedule_are_named():

@@ -110,8 +110,13 @@ def latest_per_cell(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     latest = when[finished].fillna(0).sort_values(kind="stable").index
     repeat = key[latest].duplicated(keep="last")
     dropped = list(repeat[repeat].index)
-    done = set(key[finished])
-    superseded = runs.index[~finished & key.isin(done)]
+    # An unfinished run is superseded only by a finished run of exactly its settings: the labels
+    # only name what finished runs differ in, and a failed run may differ in more (its LR, say).
+    params = _params(runs)
+    exact = key + params[[c for c in params if is_setting(c)]].fillna("").astype(str).apply(
+        tuple, axis=1
+    )
+    superseded = runs.index[~finished & exact.isin(set(exact[finished]))]
     return runs.drop(index=[*dropped, *superseded]), len(dropped)
 
 
