@@ -423,7 +423,6 @@ def to_latex(view: pd.DataFrame) -> str:
 
 def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str]) -> str:
     finished = a.runs[a.runs["status"] == "FINISHED"]
-    params = pd.DataFrame(list(finished["params"]), index=finished.index).fillna("–").astype(str)
     n_unfinished = int((a.runs["status"] != "FINISHED").sum())
     lines = [
         f"- **Runs**: MLflow experiment `{data.experiment}`, {scope}: {len(finished)} finished "
@@ -440,11 +439,7 @@ def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str
             f"- **Settings** that vary ({len(a.settings)}): "
             + "; ".join(f"`{s}`" for s in a.settings)
         )
-    fixed = {
-        c: params[c].iloc[0]
-        for c in params
-        if analysis.pooling.is_setting(c) and params[c].nunique() == 1
-    }
+    fixed = _fixed(a)
     key = [f"`{c}={fixed[c]}`" for c in KEY_SETTINGS if c in fixed]
     if key:
         lines.append("- **Fixed**: " + ", ".join(key) + " (all of them at the end).")
@@ -470,15 +465,20 @@ def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str
     return "\n".join(lines) + "\n"
 
 
-def _fixed_settings(a: Analysed) -> str:
-    """The appendix: every setting the reported runs share."""
+def _fixed(a: Analysed) -> dict[str, str]:
+    """The settings every reported run shares, with their value ("–" where a run lacks one)."""
     finished = a.runs[a.runs["status"] == "FINISHED"]
     params = pd.DataFrame(list(finished["params"]), index=finished.index).fillna("–").astype(str)
-    fixed = {
+    return {
         c: params[c].iloc[0]
         for c in params
         if analysis.pooling.is_setting(c) and params[c].nunique() == 1
     }
+
+
+def _fixed_settings(a: Analysed) -> str:
+    """The appendix: every setting the reported runs share."""
+    fixed = _fixed(a)
     rows = "\n".join(f"| `{c}` | `{v}` |" for c, v in sorted(fixed.items()))
     return f"| setting | value |\n| --- | --- |\n{rows}\n"
 
@@ -509,9 +509,15 @@ def _figure_section(settings: list[str], has_sensitivity: bool) -> str:
 
 
 def _report_md(
-    data: tracking.Runs, a: Analysed, options: Options, scope: str, commands: list[str]
+    data: tracking.Runs,
+    a: Analysed,
+    options: Options,
+    scope: str,
+    commands: list[str],
+    tables: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
 ) -> str:
     b, m = options.baseline, options.metric
+    md = {table: to_markdown(view) for table, (_, view) in tables.items()}
     name = METRIC_NAMES[m]
     warnings = "".join(f"\n> **Warning:** {w}.\n" for w in a.warnings)
     clipped = bool(a.accuracy["ci_clipped"].any())
@@ -527,7 +533,7 @@ def _report_md(
         "an edge of it (inconclusive, with the seeds that would decide it). Claims whose "
         "schedules were not run are left out.\n",
         _verdict_summary(a.claims),
-        to_markdown(claims_view(a.claims)) if len(a.claims) else "",
+        md["claims"] if len(a.claims) else "",
         "## Accuracy\n",
         f"Headline: **{name}** (`report.metric`), in %; differences are from **{b}** "
         f"(`report.baseline`), paired by seed, in points. p-values are two-sided; Holm's "
@@ -535,7 +541,7 @@ def _report_md(
         f"difference over its standard deviation; wins is the share of seeds where the "
         f"schedule beat {b} (a tie counts a half); rank 1 is the best. The intervals are each "
         "comparison's own; only p (Holm) accounts for the number of comparisons.\n",
-        to_markdown(accuracy_view(a.accuracy, m, b)),
+        md["accuracy"],
         "\nThe other accuracies, the same way:\n",
         to_markdown(other_metrics_view(a.accuracy, m, b)),
     ]
@@ -549,30 +555,31 @@ def _report_md(
         'Definitions in the project README ("The report"). The target is '
         f"{analysis.tables.TARGET_FRACTION:.0%} of the best schedule's mean final val acc; "
         "runs that never reach it count in 'reached target' only.\n",
-        to_markdown(stability_view(a.stability)),
+        md["stability"],
     ]
-    if not a.ensemble.empty:
+    if "ensemble" in tables:
         sections += [
             "\n## Snapshot ensembles\n",
             "The weights at the end of every warm-restart cycle, averaged (mean softmax), "
             "against the final model alone: the same training, `n_snapshots` times the "
             "inference. Gains are ensemble minus final model, paired by run.\n",
-            to_markdown(ensemble_view(a.ensemble)),
+            md["ensemble"],
         ]
-    if a.ranks is not None:
+    if "ranks" in tables:
         sections += [
             "\n## Across settings\n",
             f"Each schedule's rank among the schedules of a setting, by mean {name}.\n",
-            to_markdown(ranks_view(a.ranks)),
+            md["ranks"],
         ]
-    if a.sensitivity is not None:
+    if "lr_sensitivity" in tables:
         sections += [
             "\n## Base LR\n",
             f"{name} against the base LR (`optimizer.lr`) per schedule:\n",
-            to_markdown(sensitivity_view(a.sensitivity, m)),
-            f"\nThe fair comparison: each schedule at its own best base LR (chosen on {name}), "
-            f"compared on test accuracy, paired by seed with {b} at its best LR:\n",
-            to_markdown(_at_best_view(a.at_best_lr, b)),
+            md["lr_sensitivity"],
+            "\nThe fair comparison: each schedule at its own best base LR (chosen on "
+            "validation accuracy), compared on test accuracy, paired by seed with "
+            f"{b} at its best LR:\n",
+            md["at_best_lr"],
         ]
     sections += [
         "\n## Figures\n",
@@ -583,7 +590,7 @@ def _report_md(
         "\n## Files\n",
         "Each table is also here as CSV (machine-readable names; accuracies as fractions) and "
         "LaTeX (booktabs): "
-        + ", ".join(f"`{t}.csv`/`.tex`" for t in _tables(a))
+        + ", ".join(f"`{t}.csv`/`.tex`" for t in tables)
         + '. Column definitions are in the project README under "The report".\n',
     ]
     return "\n".join(sections)
@@ -604,41 +611,33 @@ def _at_best_view(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return view
 
 
-def _tables(a: Analysed) -> dict[str, tuple[pd.DataFrame, pd.DataFrame | None]]:
-    """name -> (CSV frame, reader's view or None)."""
-    return {
-        "accuracy": (a.accuracy, None),
+def _tables(a: Analysed, options: Options) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """name -> (the CSV frame, the reader's view of it)."""
+    b, m = options.baseline, options.metric
+    tables = {
+        "accuracy": (a.accuracy, accuracy_view(a.accuracy, m, b)),
         "stability": (a.stability, stability_view(a.stability)),
         "claims": (a.claims, claims_view(a.claims)),
-        **({"ensemble": (a.ensemble, ensemble_view(a.ensemble))} if len(a.ensemble) else {}),
-        **({"ranks": (a.ranks, ranks_view(a.ranks))} if a.ranks is not None else {}),
-        **(
-            {
-                "lr_sensitivity": (a.sensitivity, None),
-                "at_best_lr": (a.at_best_lr, None),
-            }
-            if a.sensitivity is not None
-            else {}
-        ),
     }
+    if len(a.ensemble):
+        tables["ensemble"] = (a.ensemble, ensemble_view(a.ensemble))
+    if a.ranks is not None:
+        tables["ranks"] = (a.ranks, ranks_view(a.ranks))
+    if a.sensitivity is not None:
+        tables["lr_sensitivity"] = (a.sensitivity, sensitivity_view(a.sensitivity, m))
+        tables["at_best_lr"] = (a.at_best_lr, _at_best_view(a.at_best_lr, b))
+    return tables
 
 
-def _write_tables(a: Analysed, options: Options, folder: Path) -> None:
-    for name, (frame, view) in _tables(a).items():
+def _write_tables(tables: dict[str, tuple[pd.DataFrame, pd.DataFrame]], folder: Path) -> None:
+    for name, (frame, view) in tables.items():
         frame.to_csv(folder / f"{name}.csv", index=False)
-        if name == "accuracy":
-            view = accuracy_view(frame, options.metric, options.baseline)
-        elif name == "lr_sensitivity":
-            view = sensitivity_view(frame, options.metric)
-        elif name == "at_best_lr":
-            view = _at_best_view(frame, options.baseline)
         (folder / f"{name}.md").write_text(to_markdown(view))
         (folder / f"{name}.tex").write_text(to_latex(view))
 
 
-def _write_figures(
-    uri: str | None, a: Analysed, options: Options, folder: Path, preferred: list[str]
-) -> None:
+def _write_figures(uri: str | None, a: Analysed, options: Options, folder: Path) -> None:
+    preferred = schedules.ARMS
     b, m = options.baseline, options.metric
     formats = tuple(options.formats)
     for i, setting in enumerate(a.settings, 1):
@@ -709,14 +708,16 @@ def write(
             f"({len(data.runs)} runs in all)"
         )
     a = analyse(data, options)
-    preferred = list(schedules.ARMS)
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        _write_tables(a, options, staging)
-        _write_figures(uri, a, options, staging, preferred)
-        (staging / "report.md").write_text(_report_md(data, a, options, scope, list(commands)))
+        tables = _tables(a, options)
+        _write_tables(tables, staging)
+        _write_figures(uri, a, options, staging)
+        (staging / "report.md").write_text(
+            _report_md(data, a, options, scope, list(commands), tables)
+        )
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report is not

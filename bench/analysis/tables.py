@@ -180,10 +180,13 @@ def accuracy_table(
     return table.astype({"ci_clipped": bool}) if len(table) else table
 
 
-def _unfinished(runs: pd.DataFrame | None, setting: str) -> pd.Series:
+def _unfinished(runs: pd.DataFrame | None, setting: str, only: str | None = None) -> pd.Series:
+    """Per schedule, the setting's runs that did not finish (``only``: with that status)."""
     if runs is None or runs.empty:
         return pd.Series(dtype=int)
-    mine = runs[(runs["status"] != "FINISHED") & (runs.get("setting", "") == setting)]
+    status = runs["status"]
+    ours = status == only if only else status != "FINISHED"
+    mine = runs[ours & (runs.get("setting", "") == setting)]
     return mine.groupby("schedule").size()
 
 
@@ -207,7 +210,7 @@ def stability_table(
     rows = []
     for setting, group in _settings(per_run):
         target = target_fraction * group.groupby("schedule")["final_val_acc"].mean().max()
-        failed = _failed(runs, setting)
+        failed = _unfinished(runs, setting, only="FAILED")
         schedules = order(
             {*group["schedule"], *_unfinished(runs, setting).index}, preferred, baseline
         )
@@ -251,13 +254,6 @@ def stability_table(
                 }
             )
     return pd.DataFrame(rows, columns=STABILITY_COLUMNS)
-
-
-def _failed(runs: pd.DataFrame | None, setting: str) -> pd.Series:
-    if runs is None or runs.empty:
-        return pd.Series(dtype=int)
-    mine = runs[(runs["status"] == "FAILED") & (runs.get("setting", "") == setting)]
-    return mine.groupby("schedule").size()
 
 
 def ensemble_table(
