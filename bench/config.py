@@ -2,11 +2,15 @@
 
 Three layers, each a list of ``'field: got X; allowed: Y'`` lines:
 
-- ``problems``: the values of bench's own fields, alone and together (pure, instant);
+- ``problems``: the values of bench's own fields, alone and together, and every key against
+  the keys the config has (``conf/``) (pure but for reading ``conf/``, instant);
 - ``argument_problems``: every key against the arguments of the class it builds, and the
-  accelerator against this machine (imports torch and Lightning);
+  accelerator, devices and precision against Lightning and this machine (imports torch and
+  Lightning);
 - ``resource_problems``: the data and the starting weights on disk, fetched first where the
-  config allows a download (reads files, may download).
+  config allows a download (reads files, may download); then what shows only with the run's
+  length (``step_problems``): the batch size against the training split, and the schedule's
+  shape against the run's ``T`` optimizer steps (``bench.schedules.horizon_problems``).
 
 ``validate`` raises ``ConfigError`` with all of them. Names of config-group options
 (``schedule=``, ``optimizer=``, ...) are checked by Hydra when it composes the config.
@@ -14,9 +18,12 @@ Three layers, each a list of ``'field: got X; allowed: Y'`` lines:
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import json
+import math
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,7 @@ from bench.rules import (
     BOOLEAN,
     COUNT,
     COUNT_OR_NULL,
+    FRACTION,
     MOMENTUM,
     NAME,
     NON_NEGATIVE,
@@ -54,6 +62,8 @@ FOLDER_NAME: Rule = (
     "a non-empty name without '/' or '\\', not '.' or '..' (it names a report folder)",
 )
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+DEVICES = 'an integer >= 1, -1 (all), "auto", or a list of distinct device indices, e.g. [0, 1]'
+
 STEMS = ("imagenet", "cifar")
 NORMALIZE = ("train", "imagenet")
 
@@ -61,6 +71,15 @@ BLOCKS: Rule = (
     lambda x: isinstance(x, list | tuple) and len(x) >= 1 and all(COUNT[0](b) for b in x),
     "a list of integers >= 1, blocks per stage, e.g. [2, 2, 2, 2]",
 )
+VAL_SIZE: Rule = (
+    lambda x: COUNT[0](x) or isinstance(x, float) and 0 < x < 1,
+    "a number of images (an integer >= 1) or a fraction of the training images in (0, 1)",
+)
+LIMIT_BATCHES: Rule = (
+    lambda x: COUNT[0](x) or isinstance(x, float) and 0 < x <= 1,
+    "a number of batches (an integer >= 1) or a fraction of them in (0, 1]",
+)
+OPTIONAL_BOOLEAN: Rule = (lambda x: x is None or isinstance(x, bool), "true, false or null")
 BETAS: Rule = (
     lambda x: (
         isinstance(x, list | tuple) and len(x) == 2 and all(number(b) and 0 <= b < 1 for b in x)
@@ -84,11 +103,34 @@ OPTIONAL: dict[str, Rule] = {
     "optimizer.momentum": MOMENTUM,
     "optimizer.nesterov": BOOLEAN,
     "optimizer.betas": BETAS,
+    "optimizer.eps": NON_NEGATIVE,
+    "optimizer.dampening": FRACTION,
     "data.val_fraction": OPEN_FRACTION,
     "data.test_fraction": OPEN_FRACTION,
     "data.split_seed": SEED,
     "trainer.accumulate_grad_batches": COUNT,
     "trainer.channels_last": BOOLEAN,
+    "trainer.num_threads": COUNT_OR_NULL,
+    "trainer.max_loss": or_null(POSITIVE),
+    "trainer.max_steps": (lambda x: x == -1 or COUNT[0](x), "-1 (no limit) or an integer >= 1"),
+    "trainer.limit_train_batches": LIMIT_BATCHES,
+    "trainer.check_val_every_n_epoch": COUNT_OR_NULL,
+    "trainer.num_sanity_val_steps": (
+        lambda x: integer(x) and x >= -1,
+        "an integer >= 0, or -1 (all validation batches)",
+    ),
+    "trainer.deterministic": (
+        lambda x: x is None or isinstance(x, bool) or x == "warn",
+        "true, false, warn or null",
+    ),
+    "trainer.enable_checkpointing": OPTIONAL_BOOLEAN,
+    "trainer.enable_model_summary": OPTIONAL_BOOLEAN,
+    "trainer.enable_progress_bar": OPTIONAL_BOOLEAN,
+    "trainer.num_nodes": COUNT,
+    "trainer.gradient_clip_val": or_null(NON_NEGATIVE),
+    "rerun": BOOLEAN,
+    "tracking.uri": or_null(NAME),
+    "data.val_size": VAL_SIZE,
     "data.root": NAME,
     "data.download": BOOLEAN,
     "data.augment": BOOLEAN,
@@ -121,7 +163,7 @@ OPTIONAL: dict[str, Rule] = {
 }
 
 # Keys that bench reads itself; the others go to the class the node builds.
-OWN_TRAINER_KEYS = ("channels_last",)
+OWN_TRAINER_KEYS = ("channels_last", "max_loss", "num_threads")
 OWN_MODEL_KEYS = ("label_smoothing",)
 OWN_OPTIMIZER_KEYS = ("wd_norm_and_bias", "wd_coupled", "bn_batches")  # see bench.optim
 
@@ -129,6 +171,88 @@ OWN_OPTIMIZER_KEYS = ("wd_norm_and_bias", "wd_coupled", "bn_batches")  # see ben
 FROM_DATA = ("num_classes", "in_channels", "image_size")
 
 _MISSING = object()
+
+# The config's folder, as ``bench.cli.CONFIG_DIR`` finds it (inside an installed wheel, or the
+# repository's ``conf/``).
+_PACKAGED = Path(__file__).parent / "conf"
+CONFIG_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).parent.parent / "conf"
+# The primary configs of the commands; every option of a group packaged ``_global_`` (the
+# presets in ``experiment/``) may add top-level keys too.
+ROOT_CONFIGS = ("train.yaml", "lr_find.yaml", "sweep.yaml")
+_GLOBAL = "@package _global_"
+
+
+@functools.cache
+def known_keys() -> dict[str, tuple[str, ...] | None]:
+    """The top-level keys a run config may have, read from ``conf/`` (plus the fields that have
+    a rule here), each with the keys its node may have; None for a config group (``data``,
+    ``model``, ...: their keys are checked against the class they build, or the schedule's
+    knobs) and for a plain value."""
+    from omegaconf import OmegaConf
+
+    folder = Path(CONFIG_DIR)
+    files = [folder / name for name in ROOT_CONFIGS if (folder / name).is_file()]
+    groups: list[str] = []
+    for path in list(files):
+        for entry in OmegaConf.to_container(OmegaConf.load(path)).get("defaults", []):
+            if not isinstance(entry, dict):
+                continue
+            group = next(iter(entry)).split()[-1].lstrip("/")
+            options = sorted((folder / group).glob("*.yaml"))
+            if options and all(_GLOBAL in o.read_text() for o in options):
+                files += options  # a preset: its keys are top-level keys
+            elif group not in groups:
+                groups.append(group)
+    keys: dict[str, list[str] | None] = {g: None for g in groups}
+    for path in files:
+        node = OmegaConf.to_container(OmegaConf.load(path))
+        for key, value in node.items():
+            if key in ("defaults", "hydra") or key in groups:
+                continue
+            if isinstance(value, dict):
+                sub = keys.setdefault(key, [])
+                sub += [k for k in value if k not in sub] if sub is not None else []
+            else:
+                keys.setdefault(key, None)
+    for field in (*REQUIRED, *OPTIONAL):
+        top, _, sub = field.partition(".")
+        if top in groups:
+            continue
+        if sub:
+            node = keys.setdefault(top, [])
+            if node is not None and sub not in node:
+                node.append(sub)
+        else:
+            keys.setdefault(top, None)
+    return {k: tuple(v) if v is not None else None for k, v in keys.items()}
+
+
+def _nearest(key: str, allowed: list[str]) -> str:
+    return (difflib.get_close_matches(key, allowed, n=1, cutoff=0) or allowed)[0]
+
+
+def unknown_key_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Keys that no config file has, at the top level and in the nodes that are not passed to
+    a class (``finetune``, ``tracking``, ``report``, ``lr_find``): added with ``+key=value``,
+    they would be ignored or fail inside the run."""
+    known = known_keys()
+    found = []
+    top = list(known)
+    for key, value in cfg.items():
+        if key not in known:
+            found.append(
+                f"{key}: not a key of the config (the nearest: {_nearest(key, top)!r}); "
+                f"allowed: {', '.join(top)}"
+            )
+        elif known[key] is not None and isinstance(value, Mapping):
+            sub = list(known[key])
+            found += [
+                f"{key}.{k}: not a key of {key} (the nearest: {_nearest(k, sub)!r}); "
+                f"allowed: {', '.join(sub)}"
+                for k in value
+                if k not in sub
+            ]
+    return found
 
 
 def _get(cfg: Mapping[str, Any], dotted: str) -> Any:
@@ -167,8 +291,22 @@ def problems(cfg: Mapping[str, Any]) -> list[str]:
             "fewer epochs than training has (the backbone would never train)"
         )
 
+    found += unknown_key_problems(cfg)
     found += _schedule_free_problems(cfg)
     found += _claim_problems(cfg)
+    found += _trainer_problems(cfg)
+    nesterov, momentum = _get(cfg, "optimizer.nesterov"), _get(cfg, "optimizer.momentum")
+    dampening = _get(cfg, "optimizer.dampening")
+    if nesterov is True and number(momentum) and momentum == 0:
+        found.append(
+            "optimizer.nesterov: got true with optimizer.momentum=0; allowed: false, or true "
+            "with a momentum > 0 (Nesterov momentum needs a momentum)"
+        )
+    if nesterov is True and number(dampening) and dampening != 0:
+        found.append(
+            f"optimizer.dampening: got {dampening} with optimizer.nesterov=true; allowed: 0 "
+            "(torch's SGD takes Nesterov momentum only without dampening)"
+        )
     low, high = _get(cfg, "lr_find.min_lr"), _get(cfg, "lr_find.max_lr")
     if number(low) and number(high) and 0 < high <= low:
         found.append(
@@ -196,6 +334,18 @@ def problems(cfg: Mapping[str, Any]) -> list[str]:
                 else:
                     found.append(_check(f"schedule.{knob}", value, allowed[knob]))
     return [p for p in found if p is not None]
+
+
+def _trainer_problems(cfg: Mapping[str, Any]) -> list[str]:
+    every, epochs = _get(cfg, "trainer.check_val_every_n_epoch"), _get(cfg, "trainer.max_epochs")
+    if COUNT[0](every) and COUNT[0](epochs) and epochs % every:
+        divisors = [d for d in range(1, epochs + 1) if epochs % d == 0]
+        return [
+            f"trainer.check_val_every_n_epoch: got {every} with trainer.max_epochs={epochs}; "
+            f"allowed: a divisor of {epochs} ({', '.join(map(str, divisors))}), so that the last "
+            "epoch is validated (final_val_acc)"
+        ]
+    return []
 
 
 def _claim_problems(cfg: Mapping[str, Any]) -> list[str]:
@@ -306,7 +456,120 @@ def argument_problems(cfg: Mapping[str, Any]) -> list[str]:
                 "trainer.accelerator: got 'mps' but MPS is not available here; "
                 "allowed here: auto, cpu"
             )
+        else:
+            found += _devices_problems(trainer.get("devices", "auto"), accelerator)
+        if "precision" in trainer:
+            found += _precision_problems(trainer["precision"])
     return found
+
+
+def _literals(hint: Any) -> list[Any]:
+    """The values a type hint made of ``Literal``s (in ``Union``s, ``Optional``s) allows."""
+    if typing.get_origin(hint) is typing.Literal:
+        return list(typing.get_args(hint))
+    return [v for arg in typing.get_args(hint) for v in _literals(arg)]
+
+
+@functools.cache
+def precisions() -> tuple[Any, ...]:
+    """The ``precision`` values that ``pytorch_lightning.Trainer`` accepts, read from its
+    signature's type (so they follow the installed Lightning)."""
+    import pytorch_lightning as pl
+
+    try:
+        hint = typing.get_type_hints(pl.Trainer.__init__)["precision"]
+    except Exception:  # an annotation that does not resolve: read it as written
+        hint = inspect.signature(pl.Trainer.__init__).parameters["precision"].annotation
+    return tuple(_literals(hint))
+
+
+def _precision_problems(value: Any) -> list[str]:
+    allowed = precisions()
+    if value is None or not allowed:
+        return []
+    # (Lightning compares with ==, which lets 16.0 or True through to fail later.)
+    if any(type(value) is type(a) and value == a for a in allowed):
+        return []
+    shown = list(dict.fromkeys(str(a) for a in allowed))
+    return [
+        f"trainer.precision: got {value!r}; allowed: {', '.join(shown)} (Lightning's precision "
+        "values; 16 and bf16 stand for 16-mixed and bf16-mixed)"
+    ]
+
+
+def _device_list(devices: Any) -> list[int] | int | str | None:
+    """``devices`` as Lightning reads it: "auto", an int, or a list of indices (a string of
+    comma-separated indices too); None when it is none of these."""
+    if isinstance(devices, str) and devices.strip() != "auto":
+        parts = [p.strip() for p in devices.split(",") if p.strip()]
+        try:
+            numbers = [int(p) for p in parts]
+        except ValueError:
+            return None
+        return numbers if "," in devices else (numbers[0] if numbers else None)
+    if isinstance(devices, list | tuple):
+        return list(devices) if all(integer(d) for d in devices) else None
+    return devices if devices == "auto" or integer(devices) else None
+
+
+def _devices_problems(devices: Any, accelerator: str) -> list[str]:
+    """``trainer.devices`` against what Lightning takes and, on a GPU, this machine's GPUs."""
+    import torch
+
+    parsed = _device_list(devices)
+    if (
+        parsed is None
+        or integer(parsed)
+        and not (parsed >= 1 or parsed == -1)
+        or isinstance(parsed, list)
+        and (not parsed or min(parsed) < 0 or len(set(parsed)) < len(parsed))
+    ):
+        return [f"trainer.devices: got {devices!r}; allowed: {DEVICES}"]
+    if accelerator == "auto":
+        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
+        if accelerator == "cpu" and torch.backends.mps.is_available():
+            accelerator = "mps"
+    if accelerator == "cpu":
+        if parsed != "auto" and not (integer(parsed) and parsed >= 1):
+            return [
+                f"trainer.devices: got {devices!r} on the CPU; allowed: an integer >= 1 "
+                '(processes) or "auto"'
+            ]
+        return []
+    count = torch.cuda.device_count() if accelerator in ("gpu", "cuda") else 1
+    name = "CUDA GPU" if accelerator in ("gpu", "cuda") else "MPS device"
+    asked = (
+        list(range(parsed))
+        if integer(parsed) and parsed >= 1
+        else (parsed if isinstance(parsed, list) else [])
+    )
+    if any(d >= count for d in asked):
+        return [
+            f"trainer.devices: got {devices!r} but this machine has {count} {name}"
+            f"{'s' * (count != 1)}; allowed here: an integer in [1, {count}], -1 (all), "
+            f'"auto", or a list of indices in [0, {count - 1}]'
+        ]
+    return []
+
+
+def world_size(trainer: Mapping[str, Any]) -> int | None:
+    """How many processes train (devices x nodes), as Lightning will resolve it on this
+    machine; None when the values are not ones it takes."""
+    import torch
+
+    devices = _device_list(trainer.get("devices", "auto"))
+    nodes = trainer.get("num_nodes", 1)
+    accelerator = trainer.get("accelerator", "auto")
+    gpu = accelerator in ("gpu", "cuda") or accelerator == "auto" and torch.cuda.is_available()
+    if devices is None or not COUNT[0](nodes):
+        return None
+    if isinstance(devices, list):
+        n = len(devices)
+    elif devices == "auto" or devices == -1:
+        n = torch.cuda.device_count() if gpu else 1
+    else:
+        n = devices
+    return n * nodes
 
 
 def resolve_paths(cfg: dict[str, Any], launch_dir: str | Path) -> dict[str, Any]:
@@ -346,6 +609,81 @@ def _data_problems(data_json: str) -> tuple[str, ...]:
 
 
 @functools.cache
+def _train_size(data_json: str) -> int | None:
+    from hydra.utils import get_object
+
+    data = json.loads(data_json)
+    size = getattr(get_object(data["_target_"]), "train_size", None)
+    return size(**_plain(data)) if size else None
+
+
+def step_problems(cfg: Mapping[str, Any], n_train: int | None) -> list[str]:
+    """What shows only with the run's length, given ``n_train`` training images (None: not
+    known, nothing to check): a batch larger than the training split, gradient accumulation
+    over more batches than an epoch has, and a schedule whose shape does not fit the run's
+    ``T`` optimizer steps, counted as Lightning counts them (``estimated_stepping_batches``:
+    ``ceil(batches / accumulate_grad_batches) * max_epochs``, at most ``max_steps``; the
+    training loader keeps the last, partial batch). With several devices, or
+    ``fast_dev_run``/``overfit_batches``, Lightning decides the batches itself and ``T`` is
+    not checked; nor in the LR range test, whose ramp replaces the schedule."""
+    trainer = cfg.get("trainer")
+    batch = _get(cfg, "data.batch_size")
+    if n_train is None or not isinstance(trainer, Mapping) or not COUNT[0](batch):
+        return []
+    found = []
+    if batch > n_train:
+        found.append(
+            f"data.batch_size: got {batch} with a training split of {n_train} images; "
+            f"allowed: an integer in [1, {n_train}] here"
+        )
+    n_batches = math.ceil(n_train / batch)
+    limit = trainer.get("limit_train_batches", 1.0)
+    if integer(limit):
+        n_batches = min(n_batches, limit)
+    elif number(limit):
+        n_batches = int(n_batches * limit)
+    described = f"{n_batches} training batches per epoch ({n_train} images in batches of {batch})"
+    if n_batches < 1:
+        return found + [
+            f"trainer.limit_train_batches: got {limit} of {math.ceil(n_train / batch)} training "
+            f"batches per epoch, which is none; allowed: an integer >= 1 or a fraction of at "
+            f"least {1 / math.ceil(n_train / batch):.3g}"
+        ]
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    if COUNT[0](accumulate) and accumulate > n_batches:
+        found.append(
+            f"trainer.accumulate_grad_batches: got {accumulate} with {described}; allowed: an "
+            f"integer in [1, {n_batches}] here (an optimizer step sums the gradients of one "
+            "epoch's batches at most)"
+        )
+    schedule = cfg.get("schedule")
+    epochs = trainer.get("max_epochs")
+    if (
+        "lr_find" in cfg
+        or not isinstance(schedule, Mapping)
+        or not COUNT[0](epochs)
+        or not COUNT[0](accumulate)
+        or world_size(trainer) != 1
+        or trainer.get("fast_dev_run") not in (None, False, 0)
+        or trainer.get("overfit_batches") not in (None, 0, 0.0)
+    ):
+        return found
+    per_epoch = math.ceil(n_batches / accumulate)
+    T = per_epoch * epochs
+    how = f"{per_epoch} per epoch x {epochs} epoch{'s' * (epochs != 1)}"
+    if accumulate > 1:
+        how = f"ceil({n_batches} batches / {accumulate}) = {how}"
+    max_steps = trainer.get("max_steps", -1)
+    if COUNT[0](max_steps) and max_steps < T:
+        T, how = max_steps, "trainer.max_steps"
+    knobs = {k: v for k, v in schedule.items() if k != "name"}
+    found += schedules.horizon_problems(
+        schedule["name"], T, run=f"a run of {T} optimizer steps ({how})", **knobs
+    )
+    return found
+
+
+@functools.cache
 def _weights_problems(model_json: str, in_channels: int) -> tuple[str, ...]:
     from bench import models
 
@@ -360,15 +698,19 @@ def _weights_problems(model_json: str, in_channels: int) -> tuple[str, ...]:
 
 
 def resource_problems(cfg: Mapping[str, Any]) -> list[str]:
-    """The data (present, with the classes and split sizes asked for) and the model's starting
-    weights (readable, fitting the model). Where the config allows it, missing data and
-    torchvision's ImageNet weights are downloaded first, once per process."""
+    """The data (present, with the classes and split sizes asked for), the run's length against
+    the data (``step_problems``) and the model's starting weights (readable, fitting the model).
+    Where the config allows it, missing data and torchvision's ImageNet weights are downloaded
+    first, once per process."""
     from hydra.utils import get_object
 
     data, model = cfg.get("data"), cfg.get("model")
     if not isinstance(data, Mapping) or not isinstance(model, Mapping):
         return []
-    found = list(_data_problems(json.dumps(dict(data), sort_keys=True)))
+    data_json = json.dumps(dict(data), sort_keys=True)
+    found = list(_data_problems(data_json))
+    if not found:
+        found += step_problems(cfg, _train_size(data_json))
     if model.get("weights", "none") != "none":
         in_channels = getattr(get_object(data["_target_"]), "in_channels", 3)
         found += _weights_problems(json.dumps(dict(model), sort_keys=True), in_channels)

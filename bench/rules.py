@@ -39,8 +39,35 @@ OPEN_FRACTION: Rule = (lambda x: number(x) and 0 < x < 1, "a number in (0, 1)")
 DECAY: Rule = (lambda x: number(x) and 0 < x <= 1, "a number in (0, 1]")
 AT_LEAST_ONE: Rule = (lambda x: number(x) and x >= 1, "a number >= 1")
 MOMENTUM: Rule = (lambda x: number(x) and 0 <= x < 1, "a number in [0, 1)")
+PROPER_FRACTION: Rule = MOMENTUM
 COUNT: Rule = (lambda x: integer(x) and x >= 1, "an integer >= 1")
 COUNT_OR_NULL: Rule = or_null(COUNT)
 NON_NEGATIVE_INT: Rule = (lambda x: integer(x) and x >= 0, "an integer >= 0")
 BOOLEAN: Rule = (lambda x: isinstance(x, bool), "true or false")
 NAME: Rule = (lambda x: isinstance(x, str) and x.strip() != "", "a non-empty string")
+
+
+def round_sig(x: float, digits: int, up: bool) -> float:
+    """``x`` rounded up (or down) to ``digits`` significant digits: a bound to print that stays
+    on the right side of ``x``."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    scale = 10.0 ** (math.floor(math.log10(abs(x))) - digits + 1)
+    q = x / scale
+    q = math.ceil(q - 1e-9) if up else math.floor(q + 1e-9)
+    return float(f"{q * scale:.{digits}g}")
+
+
+def interval(
+    low: float, high: float, ok: Callable[[float], bool] | None = None
+) -> tuple[float, float] | None:
+    """Short printable bounds ``[a, b]`` inside ``[low, high]`` (a rounded up, b down, to as few
+    significant digits as keep ``a <= b`` and, when given, ``ok(a)`` and ``ok(b)``); None when
+    there are none."""
+    if low > high:
+        return None
+    for digits in range(2, 10):
+        a, b = round_sig(low, digits, up=True), round_sig(high, digits, up=False)
+        if a <= b and (ok is None or (ok(a) and ok(b))):
+            return a, b
+    return None

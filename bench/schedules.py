@@ -15,6 +15,10 @@ Warmup is orthogonal to the schedule: ``lr_at`` runs a linear warmup over the fi
 ``round(warmup_fraction * T)`` steps and then the schedule over the remaining steps as if they were
 all of training.
 
+Some shapes need a number of steps: ``horizon_problems`` says which knobs do not fit a run of
+``T`` steps (a restart cycle or a half-cycle shorter than a step, a milestone past the end, ...);
+the config check calls it with the run's ``T`` before any run starts.
+
 The formulas are repeated in the README; keep the two in step.
 """
 
@@ -31,15 +35,19 @@ from bench.rules import (
     FRACTION,
     OPEN_FRACTION,
     POSITIVE,
+    PROPER_FRACTION,
     Rule,
+    interval,
     number,
     one_of,
     or_null,
+    round_sig,
 )
 
 SCHEDULES: dict[str, Callable[..., float]] = {}
 RULES: dict[str, dict[str, Rule]] = {}
-WARMUP: dict[str, Rule] = {"warmup_fraction": FRACTION}
+# At least one step must be left for the schedule (``horizon_problems`` checks it against T).
+WARMUP: dict[str, Rule] = {"warmup_fraction": PROPER_FRACTION}
 
 MILESTONES: Rule = (
     lambda x: (
@@ -299,6 +307,142 @@ def snapshot_steps(name: str, T: int, warmup_fraction: float = 0.0, **kw) -> lis
     knob = knobs(name) | kw
     starts = restart_starts(T - warmup, knob["cycles"], knob["cycle_mult"])
     return sorted({warmup + end - 1 for end in starts[1:] if end > 0})
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'s' * (count != 1)}"
+
+
+def _span(low: float, high: float) -> str | None:
+    bounds = interval(low, high)
+    return None if bounds is None else f"[{bounds[0]:g}, {bounds[1]:g}]"
+
+
+def _most_cycles(S: int, cycle_mult: float, cycles: int) -> int:
+    """The most warm-restart cycles (fewer than ``cycles``, which do not fit) that fit ``S`` steps
+    with every cycle at least one step long."""
+
+    def fits(c: int) -> bool:
+        starts = restart_starts(S, c, cycle_mult)
+        return all(b > a for a, b in zip(starts, starts[1:], strict=False))
+
+    good, bad = 1, cycles  # one cycle always fits: it is the whole run
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if fits(mid) else (good, mid)
+    return good
+
+
+def horizon_problems(
+    name: str, T: int, *, run: str | None = None, warmup_fraction: float = 0.0, **kw
+) -> list[str]:
+    """What goes wrong when schedule ``name`` with knobs ``kw`` runs for ``T`` optimizer steps
+    (``T >= 1``), as ``'schedule.KNOB: got X for <run>: ...; allowed: ...'`` lines; empty when the
+    shape fits. ``run`` describes the run (default: "a run of T optimizer steps"). The knobs' own
+    rules (``rules(name)``) are assumed to hold. Pure.
+
+    - warmup: ``w = round(warmup_fraction * T)`` must leave the schedule a step (``w < T``), and
+      a warmup must have ``w >= 2`` steps to do anything (a 1-step warmup runs at ``base``);
+    - ``step``: a milestone with ``round(m * S) >= S`` never applies (S: the schedule's steps);
+    - ``cosine_restarts``: every restart cycle at least one step;
+    - ``cyclic``: half-cycles ``S / (2 * cycles)`` of at least one step;
+    - ``one_cycle``: every phase at least one step (so ``pct_start <= 0.5`` with three phases);
+    - ``wsd``: a cooldown (``decay_fraction > 0``) of ``round(decay_fraction * S) >= 2`` steps
+      (a 1-step cooldown stays at ``base``).
+    ``constant``, ``cosine``, ``polynomial``, ``linear`` and ``exponential`` fit any ``T``.
+    """
+    run = run or f"a run of {_n(T, 'optimizer step')}"
+    knob = knobs(name) | kw
+    found = []
+    w = round(warmup_fraction * T)
+    if warmup_fraction > 0 and not 2 <= w < T:
+        span = _span(2 / T, (T - 1) / T)
+        allowed = "0 (no warmup)" + (
+            f" or a number in {span} here (a warmup of 2 or more steps that leaves the schedule "
+            "at least one)"
+            if span
+            else f"; {_n(T, 'step')} is too short for a warmup"
+        )
+        what = (
+            "all of them, none left for the schedule"
+            if w >= T
+            else "no warmup at all (a warmup of w steps starts at base / w)"
+        )
+        found.append(
+            f"schedule.warmup_fraction: got {warmup_fraction} for {run}: the warmup would take "
+            f"round({warmup_fraction} * {T}) = {_n(w, 'step')}: {what}; allowed: {allowed}"
+        )
+        if w >= T:
+            return found
+    S = T - w  # the schedule's own steps
+    steps = _n(S, "step") if w == 0 else f"the {_n(S, 'step')} after the warmup"
+    too_short = f"none: {steps} is too short for {name}; pick another schedule or train longer"
+
+    if name == "step":
+        late = [m for m in knob["milestones"] if round(m * S) >= S]
+        if late:
+            found.append(
+                f"schedule.milestones: got {list(knob['milestones'])} for {run}: "
+                f"milestone {', '.join(str(m) for m in late)} would fall at step {S} or later of "
+                f"{steps} (0..{S - 1}) and never apply; allowed: fractions up to "
+                f"{round_sig((S - 1) / S, 3, up=False):g} here (round(m * {S}) < {S})"
+            )
+    elif name == "cosine_restarts":
+        cycles, mult = knob["cycles"], knob["cycle_mult"]
+        starts = restart_starts(S, cycles, mult)
+        shortest = min(b - a for a, b in zip(starts, starts[1:], strict=False))
+        if shortest < 1:
+            most = _most_cycles(S, mult, cycles)
+            found.append(
+                f"schedule.cycles: got {cycles} for {run}: with cycle_mult={mult:g} the "
+                f"shortest restart cycle would be {shortest} steps; allowed: an integer in "
+                f"[1, {most}] here (every cycle at least one step"
+                + (", more with a smaller cycle_mult)" if mult > 1 else ")")
+            )
+    elif name == "cyclic":
+        cycles = knob["cycles"]
+        half = S / (2 * cycles)
+        if half < 1:
+            most = S // 2
+            allowed = (
+                f"an integer in [1, {most}] here (half-cycles of at least one step)"
+                if most >= 1
+                else too_short
+            )
+            found.append(
+                f"schedule.cycles: got {cycles} for {run}: each half-cycle (the rise or the "
+                f"fall) would be {half:.3g} steps; allowed: {allowed}"
+            )
+    elif name == "one_cycle":
+        pct, three = knob["pct_start"], knob["three_phase"]
+        ends = one_cycle_phases(S, pct, three)
+        lengths = [ends[0], *(b - a for a, b in zip(ends, ends[1:], strict=False))]
+        if min(lengths) < 1:
+            span = _span(2 / S, 0.5 if three else (S - 1) / S)
+            allowed = (
+                f"a number in {span} here (every phase at least one step)" if span else too_short
+            )
+            found.append(
+                f"schedule.pct_start: got {pct}{' with three_phase=true' * three} for {run}: "
+                f"its phases would span {', '.join(f'{x:.3g}' for x in lengths)} steps; "
+                f"allowed: {allowed}"
+            )
+    elif name == "wsd":
+        fraction = knob["decay_fraction"]
+        D = round(fraction * S)
+        if fraction > 0 and D < 2:
+            span = _span(2 / S, 1.0)
+            allowed = "0 (no cooldown)" + (
+                f" or a number in {span} here (a cooldown of 2 or more steps)"
+                if span
+                else f"; {steps} is too short for a cooldown"
+            )
+            found.append(
+                f"schedule.decay_fraction: got {fraction} for {run}: the cooldown would take "
+                f"round({fraction} * {S}) = {_n(D, 'step')}, which leaves the LR at base; "
+                f"allowed: {allowed}"
+            )
+    return found
 
 
 def make(name: str, base: float, **kw) -> Callable[[int, int], float]:

@@ -134,6 +134,46 @@ def run(cmd, *args, cwd):
             2,
             ["model.num_classes: set from the data"],
         ),
+        (  # four bad values, one run: every one is named
+            "bench-train",
+            [
+                "+foo=1",
+                "schedule.warmup_fraction=1.0",
+                "trainer.precision=bogus",
+                "trainer.devices=0",
+            ],
+            2,
+            [
+                "foo: not a key of the config (the nearest: 'model'); allowed: data, model,",
+                "schedule.warmup_fraction: got 1.0; allowed: a number in [0, 1)",
+                "trainer.precision: got 'bogus'; allowed: 64, 32, 16, transformer-engine,",
+                'trainer.devices: got 0; allowed: an integer >= 1, -1 (all), "auto", or a list',
+            ],
+        ),
+        (  # the run's length: checked on the data and the schedule of every grid point
+            "bench",
+            ["data.batch_size=100000", "schedule=cosine_restarts", "schedule.cycles=1000"],
+            2,
+            [
+                "data.batch_size: got 100000 with a training split of 1149 images; allowed: an "
+                "integer in [1, 1149] here",
+                "schedule.cycles: got 1000 for a run of 15 optimizer steps (1 per epoch x 15 "
+                "epochs): with cycle_mult=2 the shortest restart cycle would be 0 steps; allowed: "
+                "an integer in [1, 4] here",
+                "[schedule=cosine_restarts seed=0 data.batch_size=100000",
+            ],
+        ),
+        (
+            "bench-train",
+            ["data.val_fraction=0.001"],
+            2,
+            [
+                "data.val_fraction: got 0.001, which splits the 1797 images into 1435 training, "
+                "2 validation and 360 test images: the validation split cannot hold one image of "
+                "each of the 10 classes (at least 8 classes would have none); allowed: a number "
+                "in [0.007, 0.99] here (with data.test_fraction=0.2)"
+            ],
+        ),
     ],
 )
 def test_bad_input_names_field_and_allowed_values_and_writes_nothing(

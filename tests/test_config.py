@@ -1,12 +1,25 @@
 """Config checks: every bad field is named with the value it got and the values it allows."""
 
 import copy
+from pathlib import Path
 
+import numpy as np
 import pytest
+from conftest import CIFAR_CLASSES, compose_run
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from bench import schedules
 from bench.cli import CONFIG_DIR
-from bench.config import ConfigError, problems, validate
+from bench.config import (
+    OWN_TRAINER_KEYS,
+    ConfigError,
+    argument_problems,
+    known_keys,
+    problems,
+    resource_problems,
+    validate,
+)
 from bench.sweep import run_config
 
 
@@ -45,7 +58,13 @@ def test_defaults_are_valid(default):
         ("data__val_fraction", 1.0, "a number in (0, 1)"),
         ("seed", -1, "an integer >= 0"),
         ("seed", True, "an integer >= 0"),
-        ("schedule__warmup_fraction", 1.5, "a number in [0, 1]"),
+        ("schedule__warmup_fraction", 1.5, "a number in [0, 1)"),
+        ("schedule__warmup_fraction", 1.0, "a number in [0, 1)"),  # no step left to schedule
+        ("data__split_seed", -1, "an integer >= 0"),
+        ("optimizer__lr", float("nan"), "a number > 0"),
+        ("optimizer__lr", float("inf"), "a number > 0"),
+        ("trainer__max_loss", 0, "null or a number > 0"),
+        ("rerun", "yes", "true or false"),
         ("schedule__min_lr_ratio", -0.1, "a number in [0, 1]"),
     ],
 )
@@ -135,3 +154,283 @@ def test_a_user_claim_naming_best_is_valid(default):
         "high": 0.5,
     }
     assert problems(with_(default, report__claims=[claim])) == []
+
+
+# What the app checks before any run, in the order ``bench.sweep.check_all`` runs them: the
+# values and the keys, then (when those are fine) the data and the run's length.
+
+
+def app_problems(*overrides: str, config_name: str = "train") -> list[str]:
+    cfg = compose_run(*overrides, config_name=config_name)
+    found = problems(cfg) + argument_problems(cfg)
+    return found or resource_problems(cfg)
+
+
+DIGITS_RUN = "a run of 270 optimizer steps (18 per epoch x 15 epochs)"  # 1149 images / 64
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["schedule.warmup_fraction=1.0"],
+            "schedule.warmup_fraction: got 1.0; allowed: a number in [0, 1)",
+        ),
+        (
+            ["trainer.max_epochs=1", "schedule.warmup_fraction=0.98"],
+            "schedule.warmup_fraction: got 0.98 for a run of 18 optimizer steps (18 per epoch x 1 "
+            "epoch): the warmup would take round(0.98 * 18) = 18 steps: all of them, none left "
+            "for the schedule; allowed: 0 (no warmup) or a number in [0.12, 0.94] here",
+        ),
+        (
+            ["schedule.warmup_fraction=0.003"],
+            f"schedule.warmup_fraction: got 0.003 for {DIGITS_RUN}: the warmup would take "
+            "round(0.003 * 270) = 1 step: no warmup at all",
+        ),
+        (
+            ["schedule=cosine_restarts", "schedule.cycles=1000"],
+            f"schedule.cycles: got 1000 for {DIGITS_RUN}: with cycle_mult=2 the shortest restart "
+            "cycle would be 0 steps; allowed: an integer in [1, 9] here",
+        ),
+        (
+            ["schedule=cosine_restarts", "schedule.cycles=300", "schedule.cycle_mult=1"],
+            f"schedule.cycles: got 300 for {DIGITS_RUN}: with cycle_mult=1 the shortest restart "
+            "cycle would be 0 steps; allowed: an integer in [1, 270] here",
+        ),
+        (
+            ["schedule=cyclic", "schedule.cycles=200"],
+            f"schedule.cycles: got 200 for {DIGITS_RUN}: each half-cycle (the rise or the fall) "
+            "would be 0.675 steps; allowed: an integer in [1, 135] here",
+        ),
+        (
+            ["schedule=one_cycle", "trainer.max_epochs=1", "data.batch_size=256"],
+            "schedule.pct_start: got 0.3 for a run of 5 optimizer steps (5 per epoch x 1 epoch): "
+            "its phases would span 0.5, 3.5 steps; allowed: a number in [0.4, 0.8] here",
+        ),
+        (
+            ["schedule=one_cycle", "schedule.three_phase=true", "schedule.pct_start=0.6"],
+            f"schedule.pct_start: got 0.6 with three_phase=true for {DIGITS_RUN}: its phases "
+            "would span 161, 161, -53 steps; allowed: a number in [0.0075, 0.5] here",
+        ),
+        (
+            ["schedule=wsd", "schedule.decay_fraction=0.005"],
+            f"schedule.decay_fraction: got 0.005 for {DIGITS_RUN}: the cooldown would take "
+            "round(0.005 * 270) = 1 step, which leaves the LR at base; allowed: 0 (no cooldown) "
+            "or a number in [0.0075, 1] here",
+        ),
+        (
+            ["schedule=step", "schedule.milestones=[0.5,1.0]"],
+            f"schedule.milestones: got [0.5, 1.0] for {DIGITS_RUN}: milestone 1.0 would fall at "
+            "step 270 or later of 270 steps (0..269) and never apply; allowed: fractions up to "
+            "0.996 here",
+        ),
+        (
+            ["schedule=one_cycle", "+trainer.max_steps=3"],
+            "schedule.pct_start: got 0.3 for a run of 3 optimizer steps (trainer.max_steps): its "
+            "phases would span -0.1, 2.1 steps; allowed: none: 3 steps is too short for "
+            "one_cycle",
+        ),
+        (
+            ["data.batch_size=100000"],
+            "data.batch_size: got 100000 with a training split of 1149 images; allowed: an "
+            "integer in [1, 1149] here",
+        ),
+        (
+            ["+trainer.accumulate_grad_batches=100"],
+            "trainer.accumulate_grad_batches: got 100 with 18 training batches per epoch (1149 "
+            "images in batches of 64); allowed: an integer in [1, 18] here",
+        ),
+        (
+            ["+trainer.limit_train_batches=0.01"],
+            "trainer.limit_train_batches: got 0.01 of 18 training batches per epoch, which is "
+            "none; allowed: an integer >= 1 or a fraction of at least 0.0556",
+        ),
+        (
+            ["data.val_fraction=0.001"],
+            "data.val_fraction: got 0.001, which splits the 1797 images into 1435 training, 2 "
+            "validation and 360 test images: the validation split cannot hold one image of each "
+            "of the 10 classes (at least 8 classes would have none); allowed: a number in "
+            "[0.007, 0.99] here (with data.test_fraction=0.2)",
+        ),
+        (
+            ["data.test_fraction=0.99"],
+            "data.test_fraction: got 0.99, which splits the 1797 images into 13 training, 4 "
+            "validation and 1780 test images: the validation split cannot hold one image of each "
+            "of the 10 classes (at least 6 classes would have none); allowed: a number in "
+            "[0.0056, 0.97] here (with data.val_fraction=0.2)",
+        ),
+        (
+            ["+foo=1"],
+            "foo: not a key of the config (the nearest: 'model'); allowed: data, model, "
+            "optimizer, schedule, trainer, seed, run_name, rerun, finetune, tracking, report, "
+            "lr_find",
+        ),
+        (["+sede=1"], "sede: not a key of the config (the nearest: 'seed'); allowed: data, "),
+        (
+            ["+finetune.freeze_epoch=2"],
+            "finetune.freeze_epoch: not a key of finetune (the nearest: 'freeze_epochs'); "
+            "allowed: freeze_epochs, backbone_lr_mult",
+        ),
+        (
+            ["+tracking.experiments=x"],
+            "tracking.experiments: not a key of tracking (the nearest: 'experiment'); allowed: "
+            "uri, experiment",
+        ),
+        (
+            ["+report.format=[png]"],
+            "report.format: not a key of report (the nearest: 'formats'); allowed: after_sweep, ",
+        ),
+        (
+            ["trainer.devices=0"],
+            'trainer.devices: got 0; allowed: an integer >= 1, -1 (all), "auto", or a list of '
+            "distinct device indices, e.g. [0, 1]",
+        ),
+        (
+            ["trainer.devices=[1,1]"],
+            'trainer.devices: got [1, 1]; allowed: an integer >= 1, -1 (all), "auto", or a list',
+        ),
+        (
+            ["trainer.accelerator=cpu", "trainer.devices=-1"],
+            'trainer.devices: got -1 on the CPU; allowed: an integer >= 1 (processes) or "auto"',
+        ),
+        (
+            ["trainer.max_epochs=1.5", "seed=-1"],
+            "trainer.max_epochs: got 1.5; allowed: an integer >= 1",
+        ),
+        (
+            ["optimizer=sgd_nesterov", "optimizer.momentum=0"],
+            "optimizer.nesterov: got true with optimizer.momentum=0; allowed: false, or true "
+            "with a momentum > 0",
+        ),
+        (
+            ["optimizer=sgd_nesterov", "+optimizer.dampening=0.1"],
+            "optimizer.dampening: got 0.1 with optimizer.nesterov=true; allowed: 0",
+        ),
+        (
+            ["+trainer.check_val_every_n_epoch=4"],
+            "trainer.check_val_every_n_epoch: got 4 with trainer.max_epochs=15; allowed: a "
+            "divisor of 15 (1, 3, 5, 15), so that the last epoch is validated",
+        ),
+        (["+trainer.max_steps=0"], "trainer.max_steps: got 0; allowed: -1 (no limit) or an"),
+        (["trainer.deterministic=sometimes"], "trainer.deterministic: got 'sometimes'; allowed:"),
+        (["trainer.max_loss=-1"], "trainer.max_loss: got -1; allowed: null or a number > 0"),
+    ],
+)
+def test_bad_input_is_named_before_any_run(overrides, expected):
+    found = app_problems(*overrides)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_bad_precision_lists_lightnings_values():
+    from lightning_fabric.connector import _PRECISION_INPUT
+
+    found = app_problems("trainer.precision=bogus")
+    assert len(found) == 1 and found[0].startswith("trainer.precision: got 'bogus'; allowed: ")
+    for value in _literal_values(_PRECISION_INPUT):
+        assert str(value) in found[0]
+    assert "16-mixed" in found[0] and "bf16-true" in found[0]
+    assert app_problems("trainer.precision=16") == []  # an int, as Lightning allows
+    assert app_problems("trainer.precision=bf16-mixed") == []
+    assert app_problems("trainer.precision=16.0")[0].startswith("trainer.precision: got 16.0")
+
+
+def _literal_values(hint):
+    import typing
+
+    if typing.get_origin(hint) is typing.Literal:
+        return list(typing.get_args(hint))
+    return [v for arg in typing.get_args(hint) for v in _literal_values(arg)]
+
+
+def test_more_gpus_than_the_machine_has(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with two GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for devices in ("4", "[0,3]"):
+        found = app_problems("trainer.accelerator=gpu", f"trainer.devices={devices}")
+        assert found == [
+            f"trainer.devices: got {4 if devices == '4' else [0, 3]} but this machine has 2 CUDA "
+            'GPUs; allowed here: an integer in [1, 2], -1 (all), "auto", or a list of indices in '
+            "[0, 1]"
+        ]
+    for devices in ("1", "2", "-1", "auto", "[1]"):
+        assert app_problems("trainer.accelerator=gpu", f"trainer.devices={devices}") == []
+    # Two processes: Lightning shards the batches, so the run's length is not checked.
+    assert app_problems("trainer.devices=2", "schedule=cyclic", "schedule.cycles=1000") == []
+    assert app_problems("trainer.devices=1", "schedule=cyclic", "schedule.cycles=1000") != []
+
+
+def test_new_keys_of_the_config_have_rules():
+    assert app_problems("rerun=true", "trainer.max_loss=null") == []
+    assert "max_loss" in OWN_TRAINER_KEYS  # bench's own: not passed to Lightning's Trainer
+    assert app_problems("trainer.max_loss=10") == []
+
+
+def test_unknown_keys_are_read_from_the_config_files():
+
+    known = known_keys()
+    for name in ("train", "lr_find"):
+        cfg = compose_run(config_name=name)
+        assert set(cfg) <= set(known)
+        for key, allowed in known.items():
+            if allowed is not None and isinstance(cfg.get(key), dict):
+                assert set(cfg[key]) <= set(allowed)
+    assert known["lr_find"] == ("min_lr", "max_lr", "steps", "early_stop_threshold")
+    assert known["data"] is None  # a group: its keys are checked against the class it builds
+
+
+def test_the_lr_range_test_does_not_check_the_schedule_it_replaces():
+    overrides = ["lr_find.steps=10", "schedule=cyclic", "schedule.cycles=1000"]
+    assert app_problems(*overrides, config_name="lr_find") == []
+    assert app_problems("data.batch_size=5000", config_name="lr_find") == [
+        "data.batch_size: got 5000 with a training split of 1149 images; allowed: an integer "
+        "in [1, 1149] here"
+    ]
+
+
+@pytest.mark.parametrize("name", list(schedules.SCHEDULES))
+def test_every_schedule_fits_the_default_run(name):
+    assert app_problems(f"schedule={name}") == []
+
+
+def cifar_index():
+    """The labels of the whole of CIFAR-10 (5,000 training and 1,000 test images per class),
+    in place of reading them from disk."""
+    from bench.data.images import Index
+
+    return Index(np.arange(50000) % 10, np.arange(10000) % 10, list(CIFAR_CLASSES))
+
+
+PRESETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_passes_every_check(preset, tmp_path, monkeypatch):
+    from bench.data import CIFAR10DataModule
+
+    monkeypatch.setattr(
+        CIFAR10DataModule, "index", classmethod(lambda cls, root, **kw: cifar_index())
+    )
+    grid = OmegaConf.load(Path(CONFIG_DIR) / "experiment" / f"{preset}.yaml")
+    axis = OmegaConf.select(grid, "hydra.sweeper.params.schedule", default="cosine")
+    for schedule in str(axis).split(","):
+        cfg = compose_run(f"experiment={preset}", f"schedule={schedule}")
+        if cfg["data"]["_target_"].endswith("CIFAR10DataModule"):
+            cfg["data"]["root"] = str(tmp_path)
+        cfg["model"]["weights"] = "none"  # (the weights' own check downloads or needs a run)
+        assert problems(cfg) + argument_problems(cfg) + resource_problems(cfg) == [], schedule
+
+
+def test_image_val_size_names_the_range_that_works(cifar_archive):
+    found = app_problems("data=cifar10", f"data.root={cifar_archive}", "data.val_size=5")
+    assert found == [
+        "data.val_size: got 5, which leaves 145 training and 5 validation images of 150: the "
+        "validation split cannot hold one image of each of the 10 classes (at least 5 classes "
+        "would have none); allowed: an integer in [10, 140] or a fraction in [0.067, 0.93] here"
+    ]
+    for fixed in ("data.val_size=10", "data.val_size=140", "data.val_size=0.067"):
+        fine = app_problems(
+            "data=cifar10", f"data.root={cifar_archive}", fixed, "data.batch_size=8"
+        )
+        assert fine == [], fixed

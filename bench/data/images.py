@@ -120,6 +120,20 @@ class ImageDataModule(pl.LightningDataModule):
             return [str(e)]
         return _split_problems(index, kw)
 
+    @classmethod
+    def train_size(cls, **kw: Any) -> int:
+        """The number of training images, from the labels alone (reads no image)."""
+        dm = cls(**kw)
+        (train, _), *_ = plan(
+            cls.index(dm.root),
+            dm.keep,
+            dm.val_size,
+            dm.split_seed,
+            dm.train_per_class,
+            dm.test_per_class,
+        )
+        return len(train)
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
@@ -129,6 +143,7 @@ class ImageDataModule(pl.LightningDataModule):
             "val_size": self.val_size,
             "train_per_class": self.train_per_class,
             "test_per_class": self.test_per_class,
+            "split_seed": self.split_seed,
         }
         found = _split_problems(index, knobs)
         if found:
@@ -240,19 +255,65 @@ def _split_problems(index: Index, kw: dict[str, Any]) -> list[str]:
         return found
     val_size = kw.get("val_size")
     n = len(train_labels)
-    if COUNT[0](val_size):
-        n_val = int(val_size)
-    elif isinstance(val_size, float) and 0 < val_size < 1:
-        n_val = int(np.ceil(val_size * n))
-    else:
+    if not (COUNT[0](val_size) or isinstance(val_size, float) and 0 < val_size < 1):
         return found + [
             f"data.val_size: got {val_size!r}; allowed: a number of images (an integer >= 1) "
             "or a fraction of the training images in (0, 1)"
         ]
-    if n_val < k or n - n_val < k:
-        found.append(
-            f"data.val_size: got {val_size!r}, which leaves {n - n_val} training and {n_val} "
-            f"validation images of {n}; each split needs at least one image of each of the "
-            f"{k} classes"
+    seed = kw.get("split_seed", 0)
+
+    def carved(size: int | float):
+        try:
+            return splits.carve_val(train_labels, size, seed)
+        except ValueError:  # scikit-learn refuses: a part smaller than the classes, say
+            return None
+
+    def ok(size: int | float) -> bool:
+        parts = carved(size)
+        return parts is not None and not any(
+            splits.missing_classes(train_labels, p, k) for p in parts
         )
+
+    if ok(val_size):
+        return found
+    n_val = splits.size_of(val_size, n)
+    sizes = {"training": n - n_val, "validation": n_val}
+    parts = carved(val_size)
+    small = [name for name, size in sizes.items() if size < k]
+    if small or parts is None:
+        what = (
+            "; ".join(
+                f"the {name} split cannot hold one image of each of the {k} classes (at least "
+                f"{k - sizes[name]} class{'es' * (k - sizes[name] != 1)} would have none)"
+                for name in small
+            )
+            or "a class has fewer than 2 training images to split"
+        )
+    else:
+        what = "; ".join(
+            f"the {name} split would have no image of class "
+            + ", ".join(kept[c] for c in splits.missing_classes(train_labels, p, k))
+            for name, p in zip(sizes, parts, strict=True)
+            if splits.missing_classes(train_labels, p, k)
+        )
+    counts = splits.count_interval(ok, 1, n - 1) if n > 1 else None
+    span = splits.fraction_interval(*counts, n) if counts else None
+    if counts is None:
+        allowed = f"none: the {n} training images are too few for the {k} classes"
+    elif not splits.holds_throughout(ok, *counts):
+        fewest = np.bincount(train_labels, minlength=k).min()
+        allowed = (
+            "a size that leaves every class at least one image in both splits (the rarest "
+            f"class has {fewest} training images; sizes near {counts[0]}..{counts[1]} may do)"
+        )
+    else:
+        allowed = (
+            f"an integer in [{counts[0]}, {counts[1]}]"
+            + (f" or a fraction in [{span[0]:g}, {span[1]:g}]" if span else "")
+            + " here"
+        )
+    found.append(
+        f"data.val_size: got {val_size!r}, which leaves {n - n_val} training and {n_val} "
+        f"validation images of {n}: {what}; allowed: {allowed}"
+    )
     return found

@@ -6,10 +6,13 @@ trains, validates and tests on the same images.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+
+from bench.rules import interval
 
 
 def split_indices(
@@ -62,3 +65,54 @@ def select_classes(
     mapping[old] = np.arange(len(old))
     index = np.flatnonzero(mapping[labels] >= 0)
     return index, mapping[labels[index]], [names[i] for i in old]
+
+
+# What makes a split unusable, and which sizes would do: for the checks made before any run.
+
+
+def missing_classes(labels: np.ndarray, index: np.ndarray, k: int) -> list[int]:
+    """The classes ``0..k-1`` with no image among ``labels[index]``."""
+    return np.flatnonzero(np.bincount(labels[index], minlength=k) == 0).tolist()
+
+
+def size_of(size: int | float, n: int) -> int:
+    """How many of ``n`` images a split of ``size`` takes, as scikit-learn counts it: an int is
+    a number of images, a float a fraction, rounded up."""
+    return size if isinstance(size, int) else math.ceil(size * n)
+
+
+def count_interval(ok: Callable[[int], bool], lo: int, hi: int, probes: int = 32):
+    """The integers ``[a, b]`` within ``[lo, hi]`` where ``ok`` holds, taken to be one interval
+    (as the sizes that leave every class in both parts of a stratified split are): found by
+    probing evenly spaced points and bisecting towards each end. None when no probe holds."""
+    if lo > hi:
+        return None
+    points = sorted({lo + (hi - lo) * i // probes for i in range(probes + 1)})
+    middle = (lo + hi) / 2
+    good = [p for p in points if ok(p)]
+    if not good:
+        return None
+    start = min(good, key=lambda p: abs(p - middle))
+
+    def edge(good: int, bad: int) -> int:  # the last point that holds from good towards bad
+        while abs(bad - good) > 1:
+            mid = (good + bad) // 2
+            good, bad = (mid, bad) if ok(mid) else (good, mid)
+        return good
+
+    a = lo if ok(lo) else edge(start, lo)
+    b = hi if ok(hi) else edge(start, hi)
+    return a, b
+
+
+def holds_throughout(ok: Callable[[int], bool], a: int, b: int, probes: int = 32) -> bool:
+    """Whether ``ok`` holds at evenly spaced points of ``[a, b]``: a check that a
+    ``count_interval`` is one (with a rare class, the sizes that keep it in both parts of a
+    stratified split can come in bands)."""
+    return all(ok(a + (b - a) * i // probes) for i in range(probes + 1))
+
+
+def fraction_interval(a: int, b: int, n: int) -> tuple[float, float] | None:
+    """Short printable fractions ``[low, high]`` whose split of ``n`` images takes between ``a``
+    and ``b`` of them (``size_of``); None when no such bounds are found."""
+    return interval(a / n, b / n, ok=lambda f: a <= size_of(f, n) <= b)
