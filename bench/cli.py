@@ -13,6 +13,8 @@ override naming a key the config does not have is answered with the keys that ex
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -23,17 +25,17 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bench import config as bench_config
-from bench import run, tracking
-from bench.sweep import Sweep, abort, run_config
+from bench import resume, run, tracking
+from bench.sweep import Sweep, abort, interrupted, run_config
 
 log = logging.getLogger("bench")
 
-_PACKAGED = Path(__file__).parent / "conf"  # inside an installed wheel
-CONFIG_DIR = _PACKAGED if _PACKAGED.is_dir() else Path(__file__).parent.parent / "conf"
+CONFIG_DIR = bench_config.CONFIG_DIR  # conf/: inside an installed wheel, or the repository's
 
 
 def task(cfg: DictConfig) -> dict[str, float] | None:
-    """The Hydra task: one run. Inside a sweep a failing run is recorded, not raised."""
+    """The Hydra task: one run, unless the store has it already (``bench.resume``). Inside a
+    sweep a failing run is recorded, not raised."""
     hc = HydraConfig.get()
     launch_dir = Path(hc.runtime.cwd)  # where the command ran, even if the job changed folder
     config = bench_config.resolve_paths(run_config(cfg), launch_dir)
@@ -42,8 +44,19 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
     if sweep is None:
         uri = tracking.resolve_uri(config["tracking"]["uri"], cwd=launch_dir)
         experiment_id = tracking.ensure_experiment(uri, config["tracking"]["experiment"])
-        return run.train(config, tracking_uri=uri, experiment_id=experiment_id, **where)
+        tracking.close_stale(uri, experiment_id)
+        decision = _decide(config, uri, experiment_id, None, config["run_name"])
+        if decision.action != resume.RESUME and decision.action != resume.RUN:
+            return None
+        return run.train(
+            config, tracking_uri=uri, experiment_id=experiment_id, resume_from=decision, **where
+        )
     label = f"[{hc.job.num + 1}/{sweep.n_runs}] {config['run_name']}"
+    decision = _decide(config, sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, label)
+    if decision.run_id and sweep.parent_run_id not in decision.sweeps:
+        tracking.link(sweep.tracking_uri, decision.run_id, sweep.parent_run_id)
+    if decision.action != resume.RESUME and decision.action != resume.RUN:
+        return None
     try:
         return run.train(
             config,
@@ -51,6 +64,7 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
             experiment_id=sweep.experiment_id,
             parent_run_id=sweep.parent_run_id,
             label=label,
+            resume_from=decision,
             **where,
         )
     except Exception:
@@ -60,6 +74,20 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
         tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, "KILLED")
         print(f"\n{label} interrupted: the run and its sweep are marked KILLED.", file=sys.stderr)
         raise
+
+
+def _decide(
+    config: dict, uri: str, experiment_id: str, sweep: str | None, label: str
+) -> resume.Decision:
+    """What to do with this run given the runs of the same identity in the store; says so."""
+    key = resume.identity(config)
+    previous = tracking.previous_runs(uri, experiment_id, key).get(key, [])
+    decision = resume.decide(previous, config.get("rerun", False), sweep, exists=os.path.exists)
+    if decision.action in (resume.SKIP, resume.RUNNING):
+        log.info("%s: %s; skipped (rerun=true runs it again)", label, decision.why)
+    elif decision.action == resume.RESUME:
+        log.info("%s: %s", label, decision.why)
+    return decision
 
 
 def lr_find_task(cfg: DictConfig) -> None:
@@ -155,10 +183,34 @@ _NO_RUN_FLAGS = {
 }
 
 
+# Ctrl-C (SIGINT) and SIGTERM (``kill``, a scheduler's stop) end a command the same way: the
+# run in progress is marked KILLED (its last epoch's checkpoint kept), so is the sweep, and the
+# command exits with 128 + the signal's number after saying how to resume.
+_received: list[int] = []
+
+
+def _on_signal(signum, frame) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _guarded(app) -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _on_signal)
+    try:
+        app()
+    except (KeyboardInterrupt, SystemExit) as e:
+        if not _received:
+            raise
+        interrupted(signal.Signals(_received[0]).name)
+        raise SystemExit(128 + _received[0]) from e
+
+
 def main() -> None:
     """``bench-train``: one run, or a grid with ``-m``."""
     _preflight("train")
-    _train_app()
+    _guarded(_train_app)
 
 
 def sweep_main() -> None:
@@ -167,10 +219,10 @@ def sweep_main() -> None:
     if not any(a in ("-m", "--multirun") or a in _NO_RUN_FLAGS for a in args):
         sys.argv.insert(1, "--multirun")
     _preflight("sweep")
-    _sweep_app()
+    _guarded(_sweep_app)
 
 
 def lr_find_main() -> None:
     """``bench-lr-find``: the LR range test."""
     _preflight("lr_find")
-    _lr_find_app()
+    _guarded(_lr_find_app)

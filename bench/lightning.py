@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback, TQDMProgressBar
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from torch import nn
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 # A schedule bound to its knobs and base LR: f(step, total_steps) -> lr.
 Schedule = Callable[[int, int], float]
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+CHECKPOINT_NAME = "last"  # last.ckpt in the run's checkpoint folder
 
 
 class Classifier(pl.LightningModule):
@@ -235,6 +239,12 @@ class Snapshots(Callback):
             self.recorder.log_artifact(path, ensemble.SNAPSHOT_DIR)
             self.paths.append(path)
 
+    def state_dict(self) -> dict:
+        return {"paths": [str(p) for p in self.paths]}
+
+    def load_state_dict(self, state: dict) -> None:  # a resumed run keeps its earlier snapshots
+        self.paths = [Path(p) for p in state["paths"]]
+
     def accuracy(self, trainer, module: Classifier, split: str) -> float:
         """The ensemble's accuracy on ``split`` (``val`` or ``test``)."""
         loader = getattr(trainer.datamodule, f"{split}_dataloader")()
@@ -302,6 +312,84 @@ class MlflowRecorder(Callback):
         self.recorder.log({"test_acc": float(trainer.callback_metrics["test_acc"])}, step=0)
 
 
+class DivergenceStop(Callback):
+    """Stops training at the first optimizer step whose loss is NaN, infinite or above
+    ``max_loss`` (None: only non-finite); ``step`` is that 0-based step, None if none."""
+
+    def __init__(self, max_loss: float | None):
+        self.max_loss = max_loss
+        self.step: int | None = None
+        self.loss = float("nan")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = float(trainer.callback_metrics["train_loss"])
+        too_high = self.max_loss is not None and loss > self.max_loss
+        if self.step is None and (not math.isfinite(loss) or too_high):
+            self.step, self.loss = max(trainer.global_step - 1, 0), loss
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "loss": self.loss}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.loss = state["step"], state["loss"]
+
+
+class RandomState(Callback):
+    """Saves the random generators' states (Python, NumPy, torch on the CPU and every GPU) in
+    each checkpoint and restores them on resume, so that a resumed run draws the same batches
+    and augmentations as one that was never stopped."""
+
+    def state_dict(self) -> dict:
+        import random
+
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        return {  # plain types and tensors only: checkpoints are read with weights_only=True
+            "python": random.getstate(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        import random
+
+        import numpy as np
+
+        random.setstate(state["python"])
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint to a temporary file and renames it into place, so that a process
+    killed while writing leaves the previous checkpoint whole."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        partial = path.with_name(path.name + ".partial")
+        super().save_checkpoint(checkpoint, partial, storage_options)
+        os.replace(partial, path)
+
+
+def resume_checkpoint(folder: Path) -> ModelCheckpoint:
+    """Lightning's checkpoint callback, keeping one file, ``folder/last.ckpt``, written at the
+    end of every training epoch (after its metrics reach the store)."""
+    return ModelCheckpoint(
+        dirpath=folder,
+        filename=CHECKPOINT_NAME,
+        save_top_k=1,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+
+
 class RunProgressBar(TQDMProgressBar):
     """Lightning's progress bar, prefixed with which run of the sweep this is."""
 
@@ -343,6 +431,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*number of training batches.*smaller than.*")
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
 
 
 def progress_callbacks(label: str, enabled: bool) -> list[Callback]:

@@ -127,6 +127,7 @@ def run(
 
     bench_config.validate(config)
     lightning.quiet_lightning()
+    bench_run.set_threads(config)
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     settings = config["lr_find"]
     recorder = tracking.RunRecorder(

@@ -772,7 +772,9 @@ def make(
 ) -> Report:
     """Load ``experiment`` (its runs nested under ``sweeps``, or all of them) from MLflow,
     filtered by exact ``tags`` and ``params``, and write its report to ``folder``; the report of
-    one sweep is also logged to the sweep's parent run, with its headline numbers as metrics."""
+    one sweep is also logged to the sweep's parent run, with its headline numbers as metrics.
+    Runs left RUNNING by a process that died are first marked KILLED."""
+    tracking.close_stale(uri, tracking.experiment_id(uri, experiment))
     data = tracking.load_runs(
         uri, experiment, sweeps=list(sweeps) or None, tags=tags, params=params
     )

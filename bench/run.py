@@ -21,11 +21,12 @@ from typing import Any
 import yaml
 
 from bench import config as bench_config
-from bench import tracking
+from bench import resume, tracking
 
 log = logging.getLogger("bench")
 
 WEIGHTS_FILE = "weights.pt"
+CHECKPOINT_DIR = "checkpoints"  # in the run's folder, while it runs
 SPLITS = ("val", "test")
 
 
@@ -110,6 +111,18 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
+def set_threads(config: Mapping[str, Any]) -> None:
+    """torch's CPU threads for the run: ``trainer.num_threads`` (null: torch's default, which
+    depends on the launcher). CPU kernels split their sums by thread (the linear layer's weight
+    gradient, for one), so the thread count changes a run's numbers in the last bits; joblib's
+    workers get ``cores // n_jobs`` threads where a plain run gets one per core."""
+    import torch
+
+    threads = config["trainer"].get("num_threads")
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def trainer_arguments(config: Mapping[str, Any]) -> dict[str, Any]:
     """The ``trainer`` keys that go to Lightning's Trainer (not bench's own)."""
     return {k: v for k, v in config["trainer"].items() if k not in bench_config.OWN_TRAINER_KEYS}
@@ -124,18 +137,33 @@ def train(
     label: str = "",
     overrides: list[str] | None = None,
     output_dir: str | Path | None = None,
+    resume_from: resume.Decision | None = None,
 ) -> dict[str, float]:
     """Train and test one run of ``config`` (resolved, plain data), recorded in the MLflow
     experiment ``experiment_id`` of ``tracking_uri``, nested under ``parent_run_id`` if given
-    and tagged with the command-line ``overrides`` that made it. The final weights go to
-    ``output_dir/weights.pt`` when ``output_dir`` is given. Returns the final metrics."""
+    and tagged with the command-line ``overrides`` that made it and its identity
+    (``bench.key``). The final weights go to ``output_dir/weights.pt`` when ``output_dir`` is
+    given; so does a checkpoint at the end of every epoch (``output_dir/checkpoints/last.ckpt``,
+    deleted when the run finishes), unless ``trainer.enable_checkpointing`` is false.
+    ``resume_from`` (a ``resume`` decision) continues an earlier MLflow run from its checkpoint.
+    A loss that turns NaN, infinite or above ``trainer.max_loss`` stops training there: the run
+    finishes, tagged ``bench.diverged`` with the step in ``bench.diverged_step``. Returns the
+    final metrics."""
     import pytorch_lightning as pl
 
     from bench import ensemble, lightning, schedules
 
     bench_config.validate(config)
     lightning.quiet_lightning()
+    set_threads(config)
     pl.seed_everything(config["seed"], workers=True, verbose=False)
+    resuming = resume_from is not None and resume_from.action == resume.RESUME
+    trainer_kw = trainer_arguments(config)
+    checkpoints = None
+    if trainer_kw.pop("enable_checkpointing", True) and output_dir is not None:
+        checkpoints = (
+            Path(resume_from.checkpoint).parent if resuming else Path(output_dir) / CHECKPOINT_DIR
+        )
     recorder = tracking.RunRecorder(
         tracking_uri,
         experiment_id,
@@ -144,36 +172,67 @@ def train(
             "schedule": tags_schedule(config),
             "seed": str(config["seed"]),
             tracking.OVERRIDES_TAG: " ".join(overrides or []),
+            tracking.KEY_TAG: resume.identity(config),
             **provenance(config),
+            **(
+                {tracking.CHECKPOINT_TAG: str(checkpoints / f"{lightning.CHECKPOINT_NAME}.ckpt")}
+                if checkpoints
+                else {}
+            ),
         },
         parent_run_id=parent_run_id,
+        resume_run_id=resume_from.run_id if resuming else None,
     )
     label = label or config["run_name"]
-    log.info("%s: MLflow run %s in %s", label, recorder.run_id, tracking_uri)
+    log.info(
+        "%s: MLflow run %s in %s%s",
+        label,
+        recorder.run_id,
+        tracking_uri,
+        f", resumed from {resume_from.checkpoint}" if resuming else "",
+    )
     scratch = tempfile.mkdtemp(prefix="bench-run-")  # files of a run without an output_dir
     try:
-        # ``schedule`` and ``seed`` as params too, so that MLflow's UI can group runs by them.
-        recorder.log_params({"schedule": tags_schedule(config)} | tracking.flatten(config))
-        recorder.log_text(yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
+        if not resuming:
+            # ``schedule`` and ``seed`` as params too, so that MLflow's UI can group by them.
+            recorder.log_params({"schedule": tags_schedule(config)} | tracking.flatten(config))
+            recorder.log_text(yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
         datamodule, module = build(config)
         recorder.log_params(data_params(datamodule))
         knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
-        trainer_kw = trainer_arguments(config)
         show_bar = trainer_kw.pop("enable_progress_bar", True)
+        divergence = lightning.DivergenceStop(config["trainer"].get("max_loss"))
         progress = lightning.progress_callbacks(label, show_bar)
         snapshots = lightning.Snapshots(
             lambda T: schedules.snapshot_steps(config["schedule"]["name"], T, **knobs),
             Path(output_dir or scratch) / ensemble.SNAPSHOT_DIR,
             recorder,
         )
+        callbacks = [lightning.MlflowRecorder(recorder), snapshots, divergence, *progress]
+        if checkpoints:
+            callbacks += [lightning.RandomState(), lightning.resume_checkpoint(checkpoints)]
         trainer = pl.Trainer(
             **trainer_kw,
             logger=False,
             enable_progress_bar=any(isinstance(c, lightning.RunProgressBar) for c in progress),
-            callbacks=[lightning.MlflowRecorder(recorder), snapshots, *progress],
+            enable_checkpointing=checkpoints is not None,
+            plugins=[lightning.AtomicCheckpointIO()] if checkpoints else None,
+            callbacks=callbacks,
         )
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(
+            module, datamodule=datamodule, ckpt_path=resume_from.checkpoint if resuming else None
+        )
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if divergence.step is not None:
+            recorder.set_tags(
+                {tracking.DIVERGED_TAG: "true", tracking.DIVERGED_STEP_TAG: str(divergence.step)}
+            )
+            log.warning(
+                "%s diverged: loss %s at step %d; training stopped there",
+                label,
+                divergence.loss,
+                divergence.step,
+            )
         trainer.test(module, datamodule=datamodule, verbose=False)
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
         save_weights(module.net, recorder, output_dir)
@@ -183,6 +242,9 @@ def train(
             recorder.log(found, step=0)
             metrics |= found
         recorder.finish("FINISHED")
+        if checkpoints:  # finished: nothing to resume
+            shutil.rmtree(checkpoints, ignore_errors=True)
+            recorder.delete_tag(tracking.CHECKPOINT_TAG)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit
         recorder.finish_quietly("KILLED", error="interrupted")
         raise

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -106,6 +107,64 @@ def check_all(configs: list[tuple[str, DictConfig]], launch_dir: str) -> list[di
     return plains
 
 
+# The sweep this process started (set when its jobs are about to start), so that an interrupt
+# arriving between two runs still closes its parent run.
+_active: list[Sweep] = []
+
+
+def interrupted(signal_name: str) -> None:
+    """After SIGINT or SIGTERM: close the sweep's parent run as KILLED, say how to resume."""
+    for sweep in _active:
+        tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, "KILLED")
+    print(
+        f"\n{Path(sys.argv[0]).name}: stopped by {signal_name}. Finished runs are kept in the "
+        "store; run the same command again to go on: finished runs are skipped and the "
+        "interrupted one resumes from its last epoch's checkpoint.",
+        file=sys.stderr,
+    )
+
+
+def _reuse_summary(sweep: Sweep, plains: list[dict[str, Any]]) -> str | None:
+    """How many of the sweep's runs the store already has (finished, running, resumable)."""
+    from bench import resume
+
+    previous = tracking.previous_runs(sweep.tracking_uri, sweep.experiment_id)
+    counts: dict[str, int] = {}
+    for plain in plains:
+        key = resume.identity(plain)
+        decision = resume.decide(
+            previous.get(key, []), plain.get("rerun", False), sweep.parent_run_id, os.path.exists
+        )
+        counts[decision.action] = counts.get(decision.action, 0) + 1
+    if not counts.keys() - {resume.RUN}:
+        return None
+    words = {
+        resume.SKIP: "finished before (skipped)",
+        resume.RUNNING: "running elsewhere now (skipped)",
+        resume.RESUME: "resume from a checkpoint",
+        resume.RUN: "to run",
+    }
+    parts = [f"{counts[a]} {w}" for a, w in words.items() if counts.get(a)]
+    return f"Of the {len(plains)} runs, {', '.join(parts)}; rerun=true runs them all again."
+
+
+def _claim(folder: Path) -> None:
+    """Stop if another sweep, still running, records into this sweep folder."""
+    earlier = Sweep.load(folder)
+    if earlier is None:
+        return
+    try:
+        run = tracking.client(earlier.tracking_uri).get_run(earlier.parent_run_id)
+    except Exception:
+        return  # its store or run is gone: nothing to protect
+    owner = run.data.tags.get(tracking.OWNER_TAG, "")
+    if run.info.status == "RUNNING" and tracking.alive(owner) is not False:
+        abort(
+            f"hydra.sweep.dir: {folder} belongs to a sweep that is still running (parent run "
+            f"{earlier.parent_run_id}, {owner}); allowed: a folder of its own"
+        )
+
+
 def command_line() -> str:
     """The command as the user typed it (``bench`` adds ``--multirun`` itself)."""
     prog, args = Path(sys.argv[0]).name, sys.argv[1:]
@@ -167,8 +226,12 @@ class SweepCallback(Callback):
                 f"experiment; this grid has {sorted(uris)} and {sorted(experiments)}"
             )
         uri, experiment = uris.pop(), experiments.pop()
-        experiment_id = tracking.ensure_experiment(uri, experiment)
         sweep_dir = Path(launch_dir) / config.hydra.sweep.dir
+        _claim(sweep_dir)
+        experiment_id = tracking.ensure_experiment(uri, experiment)
+        stale = tracking.close_stale(uri, experiment_id)
+        if stale:
+            log.info("Marked KILLED, their processes gone: %s", ", ".join(stale))
         parent = tracking.start_sweep(
             uri,
             experiment_id,
@@ -176,7 +239,9 @@ class SweepCallback(Callback):
             params={"command": command_line(), "n_runs": len(jobs), "sweep_dir": str(sweep_dir)},
             grid=jobs,
         )
-        Sweep(uri, experiment_id, experiment, parent, len(jobs)).save(sweep_dir)
+        sweep = Sweep(uri, experiment_id, experiment, parent, len(jobs))
+        sweep.save(sweep_dir)
+        _active.append(sweep)
         log.info(
             "Sweep of %d runs into MLflow experiment %r (parent run %s, store %s)",
             len(jobs),
@@ -184,6 +249,9 @@ class SweepCallback(Callback):
             parent,
             uri,
         )
+        reused = _reuse_summary(sweep, plains)
+        if reused:
+            log.info(reused)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Sweep.load(Path(config.hydra.runtime.cwd) / config.hydra.sweep.dir)
@@ -192,6 +260,7 @@ class SweepCallback(Callback):
         n_finished, failed = _summary(sweep)
         status = "FINISHED" if not failed else "FAILED"
         tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, status)
+        _active.clear()
         if config.report.after_sweep and n_finished:
             from bench import report
 

@@ -26,7 +26,10 @@ import json
 import logging
 import math
 import os
+import platform
+import random
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -46,6 +49,11 @@ PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "bench.error"
 OVERRIDES_TAG = "bench.overrides"
 DIVERGED_TAG = "bench.diverged"
+DIVERGED_STEP_TAG = "bench.diverged_step"
+KEY_TAG = "bench.key"  # the run's identity (bench.resume.identity)
+OWNER_TAG = "bench.owner"  # "<host> <pid> <process start>" of the process that runs it
+CHECKPOINT_TAG = "bench.checkpoint"  # the file its training resumes from, while it has one
+LINK_PREFIX = "bench.sweep."  # tag bench.sweep.<parent id>: the run also counts in that sweep
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 LOSSES = ("train_loss", "val_loss")
@@ -95,19 +103,74 @@ def signals_deferred() -> Iterator[None]:
             signal.raise_signal(s)
 
 
+# ---------------------------------------------------------------------------------------------
+# Several processes writing to one SQLite file
+#
+# A fresh store is created (MLflow's schema migrations) under a file lock next to it, so that
+# processes starting together never race on the schema; it is switched to SQLite's write-ahead
+# log, so that readers (a report, the UI) never block writers. A write that still meets
+# "database is locked" (two writers upgrading their transactions at once, which SQLite answers
+# at once, whatever its busy timeout) is tried again with a growing, jittered pause: a failed
+# write was rolled back whole, so trying it again cannot duplicate anything.
+
+LOCKED = ("database is locked", "database table is locked")
+RETRY_SECONDS = 120.0
+
+
+def _locked(error: BaseException | None) -> bool:
+    while error is not None:
+        if any(text in str(error) for text in LOCKED):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def retrying(function: Callable, *args, **kwargs):
+    """``function(*args, **kwargs)``, tried again while the store answers "database is locked"
+    (for up to ``RETRY_SECONDS``); SIGINT and SIGTERM wait for each try, not for the pauses."""
+    pause, deadline = 0.05, time.monotonic() + RETRY_SECONDS
+    while True:
+        try:
+            with signals_deferred():
+                return function(*args, **kwargs)
+        except Exception as e:
+            if not _locked(e) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, 2.0)
+
+
 def _store_call(function: Callable) -> Callable:
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
-        with signals_deferred():
-            return function(*args, **kwargs)
+        return retrying(function, *args, **kwargs)
 
     return wrapper
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a ``sqlite:///`` store, else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?")[0])
+
+
 @functools.lru_cache(maxsize=32)
 def client(uri: str) -> MlflowClient:
-    """The one ``MlflowClient`` of store ``uri`` in this process (``mc`` below)."""
-    return MlflowClient(uri)
+    """The one ``MlflowClient`` of store ``uri`` in this process (``mc`` below). A SQLite store
+    is opened (and, the first time, created) under the lock file ``<store>.lock``."""
+    from filelock import FileLock
+
+    path = sqlite_file(uri)
+    if path is None:
+        return MlflowClient(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"), signals_deferred():
+        mc = MlflowClient(uri)  # creates the schema in a new file
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as db:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")  # kept by the file from now on
+    return mc
 
 
 def resolve_uri(uri: str | None = None, cwd: str | os.PathLike | None = None) -> str:
@@ -162,7 +225,7 @@ def start_sweep(
     """Create a sweep's parent run, with the overrides of each of its runs as ``grid.json``;
     returns its id."""
     mc = client(uri)
-    run = mc.create_run(experiment_id, run_name=name, tags={KIND_TAG: "sweep"})
+    run = mc.create_run(experiment_id, run_name=name, tags={KIND_TAG: "sweep", **owner()})
     mc.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     mc.log_text(run.info.run_id, json.dumps(grid, indent=1), "grid.json")
     return run.info.run_id
@@ -206,9 +269,101 @@ def set_tags(uri: str, run_id: str, tags: Mapping[str, str]) -> None:
         mlflow.set_tag(run_id, key, value)
 
 
+# ---------------------------------------------------------------------------------------------
+# Who runs what: owners, stale runs, runs seen before, runs counted in later sweeps
+
+
+def _process_start(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, from /proc), "" if unknown: with
+    the pid, it tells a process from a later one that reuses its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner() -> dict[str, str]:
+    """The ``bench.owner`` tag of a run that this process runs."""
+    return {OWNER_TAG: f"{platform.node()} {os.getpid()} {_process_start(os.getpid())}".strip()}
+
+
+def alive(owner_tag: str) -> bool | None:
+    """Whether the process an owner tag names still runs: None when it ran on another machine
+    (or the tag is unreadable), where this one cannot tell."""
+    parts = owner_tag.split()
+    if len(parts) < 2 or parts[0] != platform.node() or not parts[1].isdigit():
+        return None
+    pid = int(parts[1])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    started = parts[2] if len(parts) > 2 else ""
+    return not started or _process_start(pid) in ("", started)
+
+
+@_store_call
+def close_stale(uri: str, experiment_id: str) -> list[str]:
+    """Mark KILLED every run of the experiment left RUNNING by a process of this machine that
+    has died (killed, out of memory, power lost); returns their names. Runs of other machines
+    are left as they are: whether they still run cannot be told from here."""
+    mc = client(uri)
+    closed = []
+    for run in _search(mc, experiment_id, "attributes.status = 'RUNNING'"):
+        tag = run.data.tags.get(OWNER_TAG)
+        if tag and alive(tag) is False:
+            mc.set_tag(
+                run.info.run_id, ERROR_TAG, f"stale: its process ({tag}) ended without closing it"
+            )
+            mc.set_terminated(run.info.run_id, status="KILLED")
+            closed.append(run.info.run_name)
+    return closed
+
+
+def previous_runs(uri: str, experiment_id: str, key: str | None = None) -> dict[str, list]:
+    """The runs of the experiment that have identity ``key`` (None: any), by identity, as
+    ``bench.resume.Previous``."""
+    from bench.resume import Previous
+
+    query = _equals("tags", KIND_TAG, "run")
+    if key is not None:
+        query += f" and {_equals('tags', KEY_TAG, key)}"
+    found: dict[str, list] = {}
+    for run in _search(client(uri), experiment_id, query):
+        tags = run.data.tags
+        if KEY_TAG not in tags:
+            continue
+        parent = tags.get(PARENT_TAG, "")
+        links = [k.removeprefix(LINK_PREFIX) for k in tags if k.startswith(LINK_PREFIX)]
+        found.setdefault(tags[KEY_TAG], []).append(
+            Previous(
+                run_id=run.info.run_id,
+                status=run.info.status,
+                start_time=_seconds(run.info.start_time),
+                sweep=parent,
+                sweeps=tuple(s for s in (parent, *links) if s),
+                checkpoint=tags.get(CHECKPOINT_TAG),
+            )
+        )
+    return found
+
+
+@_store_call
+def link(uri: str, run_id: str, sweep: str) -> None:
+    """Count run ``run_id`` in sweep ``sweep`` as well as in the sweep that started it."""
+    client(uri).set_tag(run_id, f"{LINK_PREFIX}{sweep}", "reused")
+
+
 class RunRecorder:
     """One training run in MLflow (tag ``bench.kind``: ``run``, which reports read, or another
-    kind they leave out). Per-step metrics are buffered and written in batches."""
+    kind they leave out). Per-step metrics are buffered and written in batches.
+
+    With ``resume_run_id``, the recorder continues that run instead of creating one: it is
+    marked RUNNING again, and metric points at steps the run already has are not written twice.
+    """
 
     def __init__(
         self,
@@ -218,15 +373,34 @@ class RunRecorder:
         tags: Mapping[str, str],
         parent_run_id: str | None = None,
         kind: str = "run",
+        resume_run_id: str | None = None,
     ):
         self.client = client(uri)
-        all_tags = {KIND_TAG: kind, **tags}
-        if parent_run_id:
-            all_tags[PARENT_TAG] = parent_run_id
-        with signals_deferred():
-            run = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-        self.run_id = run.info.run_id
+        all_tags = {KIND_TAG: kind, **tags, **owner()}
+        self._logged: dict[str, int] = {}  # metric -> the last step the store has
+        if resume_run_id:
+            self.run_id = resume_run_id
+            run = retrying(self.client.get_run, resume_run_id)
+            for key in run.data.metrics:
+                history = retrying(self.client.get_metric_history, resume_run_id, key)
+                self._logged[key] = max(m.step for m in history)
+            self.set_tags(all_tags)
+            retrying(self.client.update_run, resume_run_id, status="RUNNING")
+        else:
+            if parent_run_id:
+                all_tags[PARENT_TAG] = parent_run_id
+            run = retrying(self.client.create_run, experiment_id, run_name=run_name, tags=all_tags)
+            self.run_id = run.info.run_id
         self._buffer: list[Metric] = []
+
+    @_store_call
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, value)
+
+    @_store_call
+    def delete_tag(self, key: str) -> None:
+        self.client.delete_tag(self.run_id, key)
 
     @_store_call
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -243,7 +417,11 @@ class RunRecorder:
     def add(self, metrics: Mapping[str, float], step: int) -> None:
         """Buffer metrics at ``step``; written at the next ``flush``."""
         now = int(time.time() * 1000)
-        self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self._buffer += [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if step > self._logged.get(k, -1)
+        ]
 
     @_store_call
     def flush(self) -> None:
@@ -358,6 +536,11 @@ def _experiment_id(mc: MlflowClient, uri: str, experiment: str) -> str:
     return found.experiment_id
 
 
+def experiment_id(uri: str, experiment: str) -> str:
+    """The id of an existing experiment; LookupError naming the ones there are if none."""
+    return _experiment_id(client(uri), uri, experiment)
+
+
 def _quote(value: str) -> str:
     """A string value of an MLflow search filter."""
     value = str(value)
@@ -427,9 +610,23 @@ def sweep_info(uri: str, run_id: str) -> dict[str, Any]:
     }
 
 
+def _in_sweep(query: str, sweep: str) -> list[str]:
+    """``query`` narrowed to the runs of ``sweep``: those started under it, and those it reused
+    from earlier sweeps (two searches: MLflow's filters have no "or")."""
+    return [
+        f"{query} and {_equals('tags', PARENT_TAG, sweep)}",
+        f"{query} and {_equals('tags', LINK_PREFIX + sweep, 'reused')}",
+    ]
+
+
+def _unique(runs: Iterator[Any]) -> list[Any]:
+    return list({run.info.run_id: run for run in runs}.values())
+
+
 def sweep_runs(uri: str, experiment_id: str, sweep: str) -> pd.DataFrame:
-    """``run_id, run_name, status, overrides, error`` of a sweep's runs."""
-    query = f"{_equals('tags', KIND_TAG, 'run')} and {_equals('tags', PARENT_TAG, sweep)}"
+    """``run_id, run_name, status, overrides, error`` of a sweep's runs (reused ones too)."""
+    queries = _in_sweep(_equals("tags", KIND_TAG, "run"), sweep)
+    found = _unique(r for q in queries for r in _search(client(uri), experiment_id, q))
     rows = [
         {
             "run_id": r.info.run_id,
@@ -438,7 +635,7 @@ def sweep_runs(uri: str, experiment_id: str, sweep: str) -> pd.DataFrame:
             "overrides": r.data.tags.get(OVERRIDES_TAG, ""),
             "error": r.data.tags.get(ERROR_TAG, ""),
         }
-        for r in _search(client(uri), experiment_id, query)
+        for r in found
     ]
     return pd.DataFrame(rows, columns=["run_id", "run_name", "status", "overrides", "error"])
 
@@ -569,7 +766,8 @@ def load_runs(
 ) -> Runs:
     """Read an experiment's runs back from MLflow as tidy frames (``Runs``).
 
-    ``sweeps``: only the runs nested under one of these parent runs (an empty list: no run);
+    ``sweeps``: only the runs of these sweeps, nested under their parent runs or reused by them
+    from earlier sweeps (an empty list: no run);
     ``tags``, ``params``: only the runs with exactly these tag and param values. Every run
     (tag ``bench.kind=run``) is listed in ``runs`` with its status; only finished runs get their
     per-epoch histories, read in bulk (``_histories``).
@@ -582,13 +780,13 @@ def load_runs(
     queries = (
         [" and ".join(query)]
         if sweeps is None
-        else [" and ".join([*query, _equals("tags", PARENT_TAG, s)]) for s in dict.fromkeys(sweeps)]
+        else [q for s in dict.fromkeys(sweeps) for q in _in_sweep(" and ".join(query), s)]
     )
-    found = [
+    found = _unique(
         run
         for q in queries
         for run in _search(mc, experiment_id, q, order_by=["attributes.start_time ASC"])
-    ]
+    )
     if len(queries) > 1:
         found.sort(key=lambda run: run.info.start_time or 0)
     nan = float("nan")

@@ -17,7 +17,7 @@ from bench import schedules
 BIN = Path(sys.executable).parent
 
 
-def run(cmd: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300):
+def run_cmd(cmd: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300):
     return subprocess.run(
         [str(BIN / cmd), *args],
         cwd=cwd,
@@ -26,6 +26,9 @@ def run(cmd: str, *args: str, cwd: Path, env: dict | None = None, timeout: int =
         text=True,
         timeout=timeout,
     )
+
+
+run = run_cmd
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +270,31 @@ def test_parallel_jobs_share_one_store_and_parent(tmp_path):
     assert {r.info.status for r in kids} == {"FINISHED"}
     assert [p.name for p in tmp_path.rglob("mlflow.db")] == ["mlflow.db"]
 
+    # The same config and seed give the same numbers whichever launcher runs it: joblib's
+    # workers get cores // n_jobs CPU threads where a plain run would get one per core (here:
+    # one more than the workers'), and CPU sums split by thread, so the run sets its own count.
+    import joblib
+
+    alone = run(
+        "bench-train",
+        "schedule=cosine",
+        "trainer.max_epochs=1",
+        cwd=tmp_path,
+        env={
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'alone.db'}",
+            "OMP_NUM_THREADS": str(max(joblib.cpu_count() // 2, 1) + 1),
+        },
+    )
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    single = MlflowClient(f"sqlite:///{tmp_path / 'alone.db'}")
+    [solo] = single.search_runs([single.get_experiment_by_name("digits").experiment_id])
+    [cosine] = [r for r in kids if r.info.run_name == "cosine-seed0"]
+    for key in ("train_loss_step", "train_loss", "lr", "val_loss", "val_acc"):
+        got = [(m.step, m.value) for m in client.get_metric_history(cosine.info.run_id, key)]
+        want = [(m.step, m.value) for m in single.get_metric_history(solo.info.run_id, key)]
+        assert sorted(got) == sorted(want), key
+    assert len(single.get_metric_history(solo.info.run_id, "train_loss_step")) > 10
+
 
 def test_report_defaults_to_the_latest_sweep_and_pools_on_request(sweep, tmp_path):
     root, _, _, _, _ = sweep
@@ -280,10 +308,12 @@ def test_report_defaults_to_the_latest_sweep_and_pools_on_request(sweep, tmp_pat
         "seed=0",
         "trainer.max_epochs=2",
         "schedule.warmup_fraction=0.1",
+        "rerun=true",  # without it, the finished run would be skipped
         cwd=tmp_path,
         env={"MLFLOW_TRACKING_URI": ""},
     )
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "finished before" not in again.stdout + again.stderr
 
     latest = run("bench-report", cwd=tmp_path)
     assert latest.returncode == 0, latest.stderr[-3000:]
@@ -327,10 +357,12 @@ def test_report_defaults_to_the_latest_sweep_and_pools_on_request(sweep, tmp_pat
     assert "no sweep 'deadbeef' in experiment 'digits'" in unknown.stderr
 
 
-def test_interrupted_sweep_marks_run_and_parent_killed(tmp_path):
+def signal_when(args: list[str], cwd: Path, when: str, signum: int | None) -> tuple[int, str]:
+    """Start ``bench-train`` with ``args``, send it ``signum`` (None: SIGKILL) once a line of its
+    output contains ``when``; its exit code and output."""
     proc = subprocess.Popen(
-        [str(BIN / "bench-train"), "-m", "schedule=constant,cosine", "trainer.max_epochs=1000"],
-        cwd=tmp_path,
+        [str(BIN / "bench-train"), *args],
+        cwd=cwd,
         env={**os.environ, "MLFLOW_TRACKING_URI": ""},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -340,23 +372,117 @@ def test_interrupted_sweep_marks_run_and_parent_killed(tmp_path):
     )
     deadline = threading.Timer(300, proc.kill)  # a hang fails the test instead of stalling it
     deadline.start()
+    seen = []
     try:
         for line in proc.stdout:
-            if "epoch 3/1000" in line:
-                proc.send_signal(signal.SIGINT)  # Ctrl-C
+            seen.append(line)
+            if when in line:
+                proc.send_signal(signum or signal.SIGKILL)
                 break
-        output = proc.communicate(timeout=120)[0]
+        output = "".join(seen) + proc.communicate(timeout=120)[0]
     finally:
         deadline.cancel()
         proc.kill()
-    assert proc.returncode != 0
-    assert "interrupted: the run and its sweep are marked KILLED" in output
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return proc.returncode, output
+
+
+def statuses(root: Path) -> dict[str, str]:
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
-    status = {r.info.run_name: r.info.status for r in runs}
-    assert status.pop("constant-seed0") == "KILLED"
-    assert "cosine-seed0" not in status  # the sweep stopped
-    assert list(status.values()) == ["KILLED"]  # the parent
+    return {r.info.run_name.split("-2")[0]: r.info.status for r in runs}  # sweep-<date>: sweep
+
+
+@pytest.mark.parametrize(
+    ("signum", "when", "first"),
+    [
+        (signal.SIGINT, "[1/2] constant-seed0 epoch 3/", "KILLED"),  # Ctrl-C inside a run
+        (signal.SIGTERM, "[1/2] constant-seed0 epoch 3/", "KILLED"),  # kill, a scheduler's stop
+        (signal.SIGTERM, "[1/2] constant-seed0: val_acc=", "FINISHED"),  # between two runs
+    ],
+)
+def test_a_signal_stops_the_sweep_and_marks_it_killed(tmp_path, signum, when, first):
+    code, output = signal_when(
+        ["-m", "schedule=constant,cosine", "trainer.max_epochs=6"], tmp_path, when, signum
+    )
+    assert code == 128 + signum, output[-3000:]
+    name = signal.Signals(signum).name
+    assert f"bench-train: stopped by {name}" in output
+    assert "run the same command again to go on" in output
+    assert "Traceback" not in output
+    status = statuses(tmp_path)
+    assert status.pop("constant-seed0") == first
+    assert status.pop("sweep") == "KILLED"
+    assert status in ({}, {"cosine-seed0": "KILLED"})  # between runs the next may have begun
+
+
+def test_a_killed_sweep_run_again_resumes_where_it_stopped(tmp_path):
+    from conftest import compose_run
+
+    from bench import resume, run, tracking
+
+    args = ["-m", "schedule=constant,cosine", "trainer.max_epochs=4"]
+    code, output = signal_when(args, tmp_path, "[2/2] cosine-seed0 epoch 2/4", None)
+    assert code == -signal.SIGKILL
+    assert statuses(tmp_path) == {
+        "constant-seed0": "FINISHED",
+        "cosine-seed0": "RUNNING",  # its process is gone
+        "sweep": "RUNNING",
+    }
+    # The report marks what a dead process left RUNNING as KILLED, and never counts it.
+    report = run_cmd("bench-report", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert statuses(tmp_path) == {
+        "constant-seed0": "FINISHED",
+        "cosine-seed0": "KILLED",
+        "sweep": "KILLED",
+    }
+    accuracy = pd.read_csv(tmp_path / "reports" / "digits" / "accuracy.csv")
+    assert accuracy[["schedule", "n_runs", "n_unfinished"]].drop_duplicates().values.tolist() == [
+        ["constant", 1, 0],
+        ["cosine", 0, 1],
+    ]
+
+    again = run_cmd("bench-train", *args, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    assert again.returncode == 0, again.stderr[-3000:]
+    out = again.stdout + again.stderr
+    assert "[1/2] constant-seed0: finished before as run" in out
+    assert "[2/2] cosine-seed0: resumes run" in out
+    assert "[2/2] cosine-seed0 epoch 1/4" not in out  # epochs 1 and 2 are not trained again
+    assert "[2/2] cosine-seed0 epoch 3/4" in out
+    assert "Sweep done: 2 of 2 runs finished." in out
+
+    # One run per cell, no step written twice, and the resumed run is the run that was never
+    # stopped: the same config and seed trained in one go give the same numbers.
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id = client.get_experiment_by_name("digits").experiment_id
+    kids = children(client.search_runs([experiment_id]))
+    assert sorted((r.info.run_name, r.info.status) for r in kids) == [
+        ("constant-seed0", "FINISHED"),
+        ("cosine-seed0", "FINISHED"),
+    ]
+    cosine = next(r for r in kids if r.info.run_name == "cosine-seed0")
+    assert tracking.CHECKPOINT_TAG not in cosine.data.tags
+    assert not list(tmp_path.rglob("*.ckpt"))  # a finished run keeps no checkpoint
+    reference_uri = f"sqlite:///{tmp_path / 'reference.db'}"
+    config = compose_run("schedule=cosine", "trainer.max_epochs=4")
+    assert cosine.data.tags[tracking.KEY_TAG] == resume.identity(config)
+    run.train(
+        config,
+        tracking_uri=reference_uri,
+        experiment_id=tracking.ensure_experiment(reference_uri, "digits"),
+    )
+    reference = MlflowClient(reference_uri)
+    [ref] = reference.search_runs([reference.get_experiment_by_name("digits").experiment_id])
+    for key in ("lr", "train_loss_step", "train_loss", "val_acc", "val_loss", "test_acc"):
+        got = [(m.step, m.value) for m in client.get_metric_history(cosine.info.run_id, key)]
+        want = [(m.step, m.value) for m in reference.get_metric_history(ref.info.run_id, key)]
+        assert sorted(got) == sorted(want), key
+
+    # The re-run's own report counts both cells; a sweep's report includes the runs it reused.
+    latest = run_cmd("bench-report", "--out", "latest", cwd=tmp_path)
+    assert latest.returncode == 0, latest.stderr[-3000:]
+    accuracy = pd.read_csv(tmp_path / "latest" / "accuracy.csv")
+    assert set(accuracy["n_runs"]) == {1} and set(accuracy["schedule"]) == {"constant", "cosine"}
 
 
 def test_cifar10_study_on_real_images_from_an_image_folder(cifar_subset, tmp_path):
@@ -463,7 +589,8 @@ def test_a_grid_over_a_setting_is_reported_per_setting(tmp_path):
 
 def test_new_schedules_and_schedule_free_run_on_the_cifar_preset(cifar_archive, tmp_path):
     common = [f"data.root={cifar_archive}", "data.val_size=20", "trainer.max_epochs=1", "seed=0"]
-    common += ["data.train_per_class=null", "data.test_per_class=null", "data.batch_size=32"]
+    # batch 8: 17 steps, enough for every phase of one_cycle, wsd and cyclic (checked before runs)
+    common += ["data.train_per_class=null", "data.test_per_class=null", "data.batch_size=8"]
     new = "linear,exponential,one_cycle,wsd,cyclic,cosine_restarts"
     scheduled = run("bench", "experiment=cifar10_cpu", *common, f"schedule={new}", cwd=tmp_path)
     assert scheduled.returncode == 0, scheduled.stderr[-3000:]

@@ -280,3 +280,159 @@ def test_a_run_whose_last_loss_is_not_finite_is_diverged(tmp_path):
         recorder.finish()
     rows = tracking.load_runs(uri, "e").runs
     assert rows["diverged"].tolist() == [True, True, False]
+
+
+# ---------------------------------------------------------------------------------------------
+# Several writers, dead owners, resumed runs
+
+WRITER = """
+import sys
+from bench import tracking
+
+uri, name = sys.argv[1], sys.argv[2]
+experiment_id = tracking.ensure_experiment(uri, "e")
+recorder = tracking.RunRecorder(uri, experiment_id, name, tags={"schedule": "constant"})
+for step in range(40):
+    recorder.add({"lr": step, "train_loss_step": 2 * step}, step=step)
+    if step % 4 == 3:
+        recorder.flush()
+        recorder.log_params({f"p{step}": step})
+recorder.finish()
+"""
+
+
+def test_eight_processes_write_to_one_fresh_store_at_once(tmp_path):
+    """Eight processes create the store (MLflow's schema migrations), the experiment and their
+    runs at the same moment and write batches: no process dies, no run or point is lost."""
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, uri, f"w{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, "\n".join(outputs)[-3000:]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("e").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == [f"w{i}" for i in range(8)]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert len(run.data.params) == 10
+        for key in ("lr", "train_loss_step"):
+            steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+            assert steps == list(range(40))
+    journal = client._tracking_client.store.engine.connect().exec_driver_sql("PRAGMA journal_mode")
+    assert journal.scalar() == "wal"
+
+
+def test_a_locked_store_is_tried_again_and_other_errors_are_not():
+    from sqlalchemy.exc import OperationalError
+
+    calls = []
+
+    def locked_twice():
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("INSERT ...", {}, Exception("database is locked"))
+        return "written"
+
+    assert tracking.retrying(locked_twice) == "written"
+    assert len(calls) == 3
+
+    def broken():
+        calls.append(1)
+        raise ValueError("no such column")
+
+    calls.clear()
+    with pytest.raises(ValueError):
+        tracking.retrying(broken)
+    assert len(calls) == 1
+
+
+def test_a_run_left_running_by_a_dead_process_is_marked_killed(tmp_path):
+    import platform
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = tracking.ensure_experiment(uri, "e")
+    # A process that starts a run and dies without closing it.
+    dead = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, os; from bench import tracking; "
+            "r = tracking.RunRecorder(sys.argv[1], sys.argv[2], 'dead', tags={}); "
+            "print(r.run_id); os._exit(9)",
+            uri,
+            experiment_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert dead.returncode == 9, dead.stderr[-2000:]
+    dead_id = dead.stdout.split()[-1]
+    alive = tracking.RunRecorder(uri, experiment_id, "alive", tags={})  # this process: alive
+    elsewhere = tracking.RunRecorder(uri, experiment_id, "elsewhere", tags={})
+    tracking.set_tags(uri, elsewhere.run_id, {tracking.OWNER_TAG: "other-host 1234 5"})
+
+    assert tracking.close_stale(uri, experiment_id) == ["dead"]
+    client = MlflowClient(uri)
+    status = {r.info.run_name: r.info.status for r in client.search_runs([experiment_id])}
+    assert status == {"dead": "KILLED", "alive": "RUNNING", "elsewhere": "RUNNING"}
+    assert "ended without closing it" in client.get_run(dead_id).data.tags[tracking.ERROR_TAG]
+    assert tracking.alive(f"{platform.node()} {os.getpid()}") is True
+    assert tracking.alive("other-host 1234 5") is None
+    alive.finish()
+    elsewhere.finish()
+
+
+def test_a_resumed_run_writes_no_step_twice(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = tracking.ensure_experiment(uri, "e")
+    first = tracking.RunRecorder(uri, experiment_id, "r", tags={})
+    first.log({"lr": 0.1, "val_acc": 0.5}, step=0)
+    first.log({"lr": 0.1}, step=1)
+    first.finish("KILLED", error="interrupted")
+
+    again = tracking.RunRecorder(uri, experiment_id, "r", tags={}, resume_run_id=first.run_id)
+    assert MlflowClient(uri).get_run(first.run_id).info.status == "RUNNING"
+    for step in (1, 2, 3):  # the resumed training replays step 1 before going on
+        again.add({"lr": 0.2, "val_acc": 0.9}, step=step)
+    again.finish()
+    client = MlflowClient(uri)
+    lr = sorted((m.step, m.value) for m in client.get_metric_history(first.run_id, "lr"))
+    assert lr == [(0, 0.1), (1, 0.1), (2, 0.2), (3, 0.2)]
+    acc = sorted(m.step for m in client.get_metric_history(first.run_id, "val_acc"))
+    assert acc == [0, 1, 2, 3]
+    assert len(client.search_runs([experiment_id])) == 1
+    assert client.get_run(first.run_id).info.status == "FINISHED"
+
+
+def test_a_sweep_folder_in_use_by_a_live_sweep_is_not_taken(tmp_path):
+    from bench import sweep
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = tracking.ensure_experiment(uri, "e")
+    parent = tracking.start_sweep(uri, experiment_id, "sweep-1", {}, [])  # this process: alive
+    folder = tmp_path / "multirun" / "same"
+    sweep.Sweep(uri, experiment_id, "e", parent, 2).save(folder)
+    with pytest.raises(SystemExit) as stopped:
+        sweep._claim(folder)
+    assert stopped.value.code == 2
+    tracking.end_run(uri, parent, "KILLED")  # once it has ended, a new sweep may use the folder
+    sweep._claim(folder)

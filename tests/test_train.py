@@ -77,3 +77,24 @@ def test_one_lr_is_logged_without_a_backbone_multiplier(store):
     train(compose_run("trainer.max_epochs=1"))
     run = store.search_runs([store.get_experiment_by_name("digits").experiment_id])[0]
     assert store.get_metric_history(run.info.run_id, "lr_backbone") == []
+
+
+def test_a_diverging_run_stops_and_finishes_tagged_diverged(store):
+    metrics = train(compose_run("optimizer.lr=1e4", "schedule=constant", "trainer.max_epochs=3"))
+    [run] = store.search_runs([store.get_experiment_by_name("digits").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["bench.diverged"] == "true"
+    step = int(run.data.tags["bench.diverged_step"])
+    losses = sorted(
+        store.get_metric_history(run.info.run_id, "train_loss_step"), key=lambda m: m.step
+    )
+    # Training stopped at the first step whose loss passed trainer.max_loss (100), in epoch 1.
+    assert losses[-1].step == step < 18
+    assert losses[-1].value > 100 or losses[-1].value != losses[-1].value
+    assert all(m.value <= 100 for m in losses[:-1])
+    assert "test_acc" in metrics
+
+    from bench import tracking
+
+    [row] = tracking.load_runs(store.tracking_uri, "digits").runs.itertuples()
+    assert row.diverged

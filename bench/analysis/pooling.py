@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.resume import IGNORED
 from bench.schedules import SCHEDULE_FREE
 
 # Params that are expected to differ between the runs of one comparison.
 _PER_RUN = ("seed", "run_name", "schedule")
-# Where a run was recorded or displayed, and its report: never part of what was compared.
-_NOT_SETTINGS = ("tracking.", "report.", "schedule.", "hydra.")
-_DISPLAY = ("trainer.enable_progress_bar",)
+# The schedule's knobs (they belong to the schedule) and Hydra's own keys.
+_NOT_SETTINGS = ("schedule.", "hydra.")
+# How a run was executed, which no study compares (it may move the last bits of the numbers).
+_EXECUTION = ("trainer.num_threads",)
 # Params a run derives from its settings (the data's sizes, the step count).
 _DERIVED = (
     "total_steps",
@@ -39,13 +41,15 @@ def _params(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def is_setting(column: str) -> bool:
-    """Whether a param is part of what runs compare (not the seed, the schedule, a derived size,
-    or where the run was recorded or displayed)."""
+    """Whether a param is part of what runs compare: not the seed, the schedule, a derived size,
+    how the run was executed, or a key that cannot change a run's numbers
+    (``bench.resume.IGNORED``: where it was recorded, how it was displayed, ...)."""
     return (
         column not in _PER_RUN
         and column not in _DERIVED
-        and column not in _DISPLAY
+        and column not in _EXECUTION
         and not column.startswith(_NOT_SETTINGS)
+        and not any(column == key or column.startswith(f"{key}.") for key in IGNORED)
     )
 
 

@@ -1,0 +1,100 @@
+"""A run's identity, and what a re-run does with the runs the store already has."""
+
+import pytest
+from conftest import compose_run
+
+from bench import resume
+from bench.resume import Previous, decide
+
+BASE = ("trainer.max_epochs=2",)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "tracking.uri=sqlite:///elsewhere.db",
+        "tracking.experiment=other",
+        "run_name=renamed",
+        "rerun=true",
+        "report.baseline=cosine",
+        "report.dir=results",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_checkpointing=false",
+    ],
+)
+def test_what_cannot_change_the_numbers_keeps_the_identity(other):
+    assert resume.identity(compose_run(*BASE, other)) == resume.identity(compose_run(*BASE))
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        "seed=1",
+        "optimizer.lr=0.1",
+        "schedule=step",
+        "schedule.warmup_fraction=0.1",
+        "data.batch_size=32",
+        "data.split_seed=1",
+        "trainer.max_epochs=3",
+        "trainer.max_loss=10",
+        "model.width=8",
+    ],
+)
+def test_what_changes_the_numbers_changes_the_identity(other):
+    assert resume.identity(compose_run(*BASE, other)) != resume.identity(compose_run(*BASE))
+
+
+def previous(run_id, status, start, checkpoint=None, sweeps=("s1",)):
+    return Previous(run_id, status, start, sweeps[0], sweeps, checkpoint)
+
+
+def there(path):
+    return path.startswith("/there")
+
+
+def test_a_finished_run_is_skipped_whatever_else_the_store_has():
+    runs = [
+        previous("killed", "KILLED", 3, "/there/last.ckpt"),
+        previous("done", "FINISHED", 2),
+        previous("failed", "FAILED", 1),
+    ]
+    decision = decide(runs, exists=there)
+    assert (decision.action, decision.run_id) == (resume.SKIP, "done")
+    assert decision.sweeps == ("s1",)
+
+
+def test_the_latest_finished_run_counts():
+    runs = [previous("old", "FINISHED", 1), previous("new", "FINISHED", 5)]
+    assert decide(runs).run_id == "new"
+
+
+def test_a_run_in_progress_is_not_started_twice():
+    decision = decide([previous("live", "RUNNING", 1), previous("dead", "KILLED", 2)])
+    assert (decision.action, decision.run_id) == (resume.RUNNING, "live")
+
+
+def test_an_unfinished_run_resumes_from_its_latest_checkpoint_that_exists():
+    runs = [
+        previous("gone", "KILLED", 3, "/gone/last.ckpt"),  # its file was deleted
+        previous("killed", "KILLED", 2, "/there/a/last.ckpt"),
+        previous("older", "FAILED", 1, "/there/b/last.ckpt"),
+    ]
+    decision = decide(runs, exists=there)
+    assert decision.action == resume.RESUME
+    assert (decision.run_id, decision.checkpoint) == ("killed", "/there/a/last.ckpt")
+
+
+def test_without_a_checkpoint_the_run_starts_afresh():
+    assert decide([previous("killed", "KILLED", 2)], exists=there).action == resume.RUN
+    assert decide([]).action == resume.RUN
+
+
+def test_rerun_ignores_earlier_sweeps_but_not_the_current_one():
+    runs = [
+        previous("earlier", "FINISHED", 1, sweeps=("s1",)),
+        previous("requeued", "KILLED", 2, "/there/last.ckpt", sweeps=("s0", "s2")),
+    ]
+    assert decide(runs, rerun=True, sweep="s3", exists=there).action == resume.RUN
+    assert decide(runs, rerun=True, sweep=None, exists=there).action == resume.RUN
+    decision = decide(runs, rerun=True, sweep="s2", exists=there)
+    assert (decision.action, decision.run_id) == (resume.RESUME, "requeued")
