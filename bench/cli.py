@@ -13,7 +13,6 @@ override naming a key the config does not have is answered with the keys that ex
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -80,9 +79,11 @@ def _decide(
     config: dict, uri: str, experiment_id: str, sweep: str | None, label: str
 ) -> resume.Decision:
     """What to do with this run given the runs of the same identity in the store; says so."""
-    key = resume.identity(config)
+    key = run.identity(config)
     previous = tracking.previous_runs(uri, experiment_id, key).get(key, [])
-    decision = resume.decide(previous, config.get("rerun", False), sweep, exists=os.path.exists)
+    checkpoints = config["trainer"].get("enable_checkpointing", True)
+    usable = run.checkpoint_usable if checkpoints else lambda path: False
+    decision = resume.decide(previous, config.get("rerun", False), sweep, exists=usable)
     if decision.action in (resume.SKIP, resume.RUNNING):
         log.info("%s: %s; skipped (rerun=true runs it again)", label, decision.why)
     elif decision.action == resume.RESUME:

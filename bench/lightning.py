@@ -28,8 +28,6 @@ log = logging.getLogger(__name__)
 Schedule = Callable[[int, int], float]
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
-CHECKPOINT_NAME = "last"  # last.ckpt in the run's checkpoint folder
-
 
 class Classifier(pl.LightningModule):
     """Cross-entropy classification; the learning rate follows ``schedule`` at every optimizer step.
@@ -320,12 +318,20 @@ class DivergenceStop(Callback):
         self.max_loss = max_loss
         self.step: int | None = None
         self.loss = float("nan")
+        self._step_before = 0
+
+    def on_train_start(self, trainer, pl_module):
+        if self.step is not None:  # resumed after it diverged: it stays stopped
+            trainer.should_stop = True
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._step_before = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = float(trainer.callback_metrics["train_loss"])
         too_high = self.max_loss is not None and loss > self.max_loss
         if self.step is None and (not math.isfinite(loss) or too_high):
-            self.step, self.loss = max(trainer.global_step - 1, 0), loss
+            self.step, self.loss = self._step_before, loss
             trainer.should_stop = True
 
     def state_dict(self) -> dict:
@@ -374,15 +380,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         partial = path.with_name(path.name + ".partial")
         super().save_checkpoint(checkpoint, partial, storage_options)
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())  # on disk before it takes the name (power loss)
         os.replace(partial, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
-def resume_checkpoint(folder: Path) -> ModelCheckpoint:
-    """Lightning's checkpoint callback, keeping one file, ``folder/last.ckpt``, written at the
-    end of every training epoch (after its metrics reach the store)."""
+def resume_checkpoint(path: Path) -> ModelCheckpoint:
+    """Lightning's checkpoint callback, keeping one file, ``path``, written at the end of every
+    training epoch (after its metrics reach the store)."""
     return ModelCheckpoint(
-        dirpath=folder,
-        filename=CHECKPOINT_NAME,
+        dirpath=path.parent,
+        filename=path.stem,
         save_top_k=1,
         every_n_epochs=1,
         save_on_train_epoch_end=True,

@@ -41,10 +41,13 @@ IGNORED = (
 RUN, SKIP, RUNNING, RESUME = "run", "skip", "running", "resume"
 
 
-def identity(config: Mapping[str, Any]) -> str:
-    """A short hash of ``config`` (resolved, plain data) without the ``IGNORED`` keys: equal for
+def identity(config: Mapping[str, Any], digests: Mapping[str, str] | None = None) -> str:
+    """A short hash of ``config`` (resolved, plain data) without the ``IGNORED`` keys, and of
+    ``digests`` (field -> hash of the file it names, such as the starting weights): equal for
     two configs exactly when they would train the same run."""
     kept = _without(config, IGNORED)
+    if digests:
+        kept["__files__"] = dict(digests)
     text = json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 

@@ -123,6 +123,40 @@ def set_threads(config: Mapping[str, Any]) -> None:
         torch.set_num_threads(threads)
 
 
+def identity(config: Mapping[str, Any]) -> str:
+    """The run's identity (``bench.resume.identity``), with the starting weights' content: a
+    weights file that is trained again under the same name makes a new run."""
+    weights = config.get("model", {}).get("weights")
+    digests = {}
+    if isinstance(weights, str) and Path(weights).is_file():
+        digests["model.weights"] = file_digest(weights)
+    return resume.identity(config, digests)
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of a file's content."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def checkpoint_usable(path: str) -> bool:
+    """Whether a checkpoint file is there and readable (not cut short, not from an older
+    format); a damaged one is set aside as ``<name>.damaged`` so that the run starts afresh."""
+    import torch
+
+    if not Path(path).is_file():
+        return False
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return True
+    except Exception as e:
+        log.warning("checkpoint %s cannot be read (%s); set aside", path, type(e).__name__)
+        Path(path).replace(f"{path}.damaged")
+        return False
+
+
 def trainer_arguments(config: Mapping[str, Any]) -> dict[str, Any]:
     """The ``trainer`` keys that go to Lightning's Trainer (not bench's own)."""
     return {k: v for k, v in config["trainer"].items() if k not in bench_config.OWN_TRAINER_KEYS}
@@ -143,8 +177,8 @@ def train(
     experiment ``experiment_id`` of ``tracking_uri``, nested under ``parent_run_id`` if given
     and tagged with the command-line ``overrides`` that made it and its identity
     (``bench.key``). The final weights go to ``output_dir/weights.pt`` when ``output_dir`` is
-    given; so does a checkpoint at the end of every epoch (``output_dir/checkpoints/last.ckpt``,
-    deleted when the run finishes), unless ``trainer.enable_checkpointing`` is false.
+    given; so does a checkpoint at the end of every epoch (``output_dir/checkpoints/<run
+    id>.ckpt``, deleted when the run finishes), unless ``trainer.enable_checkpointing`` is false.
     ``resume_from`` (a ``resume`` decision) continues an earlier MLflow run from its checkpoint.
     A loss that turns NaN, infinite or above ``trainer.max_loss`` stops training there: the run
     finishes, tagged ``bench.diverged`` with the step in ``bench.diverged_step``. Returns the
@@ -159,11 +193,7 @@ def train(
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     resuming = resume_from is not None and resume_from.action == resume.RESUME
     trainer_kw = trainer_arguments(config)
-    checkpoints = None
-    if trainer_kw.pop("enable_checkpointing", True) and output_dir is not None:
-        checkpoints = (
-            Path(resume_from.checkpoint).parent if resuming else Path(output_dir) / CHECKPOINT_DIR
-        )
+    keep_checkpoints = trainer_kw.pop("enable_checkpointing", True) and output_dir is not None
     recorder = tracking.RunRecorder(
         tracking_uri,
         experiment_id,
@@ -172,17 +202,18 @@ def train(
             "schedule": tags_schedule(config),
             "seed": str(config["seed"]),
             tracking.OVERRIDES_TAG: " ".join(overrides or []),
-            tracking.KEY_TAG: resume.identity(config),
+            tracking.KEY_TAG: identity(config),
             **provenance(config),
-            **(
-                {tracking.CHECKPOINT_TAG: str(checkpoints / f"{lightning.CHECKPOINT_NAME}.ckpt")}
-                if checkpoints
-                else {}
-            ),
         },
         parent_run_id=parent_run_id,
         resume_run_id=resume_from.run_id if resuming else None,
     )
+    checkpoint = None  # the run's own file: <run folder>/checkpoints/<run id>.ckpt
+    if resuming:
+        checkpoint = Path(resume_from.checkpoint)
+    elif keep_checkpoints:
+        checkpoint = Path(output_dir) / CHECKPOINT_DIR / f"{recorder.run_id}.ckpt"
+        recorder.set_tags({tracking.CHECKPOINT_TAG: str(checkpoint)})
     label = label or config["run_name"]
     log.info(
         "%s: MLflow run %s in %s%s",
@@ -209,14 +240,14 @@ def train(
             recorder,
         )
         callbacks = [lightning.MlflowRecorder(recorder), snapshots, divergence, *progress]
-        if checkpoints:
-            callbacks += [lightning.RandomState(), lightning.resume_checkpoint(checkpoints)]
+        if checkpoint:
+            callbacks += [lightning.RandomState(), lightning.resume_checkpoint(checkpoint)]
         trainer = pl.Trainer(
             **trainer_kw,
             logger=False,
             enable_progress_bar=any(isinstance(c, lightning.RunProgressBar) for c in progress),
-            enable_checkpointing=checkpoints is not None,
-            plugins=[lightning.AtomicCheckpointIO()] if checkpoints else None,
+            enable_checkpointing=checkpoint is not None,
+            plugins=[lightning.AtomicCheckpointIO()] if checkpoint else None,
             callbacks=callbacks,
         )
         trainer.fit(
@@ -242,19 +273,21 @@ def train(
             recorder.log(found, step=0)
             metrics |= found
         recorder.finish("FINISHED")
-        if checkpoints:  # finished: nothing to resume
-            shutil.rmtree(checkpoints, ignore_errors=True)
-            recorder.delete_tag(tracking.CHECKPOINT_TAG)
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit
-        recorder.finish_quietly("KILLED", error="interrupted")
+        if recorder.status != "FINISHED":  # (a signal held back while FINISHED was written)
+            recorder.finish_quietly("KILLED", error="interrupted")
         raise
     except BaseException as e:
-        recorder.finish_quietly(
-            "FAILED", error=f"{type(e).__name__}: {e}", details=traceback.format_exc()
-        )
+        if recorder.status != "FINISHED":
+            recorder.finish_quietly(
+                "FAILED", error=f"{type(e).__name__}: {e}", details=traceback.format_exc()
+            )
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if checkpoint and recorder.status == "FINISHED":  # nothing left to resume
+            checkpoint.unlink(missing_ok=True)
+            recorder.forget_checkpoint()
     log.info(
         "%s: val_acc=%.4f test_acc=%.4f",
         label,

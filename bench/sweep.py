@@ -115,10 +115,11 @@ _active: list[Sweep] = []
 def interrupted(signal_name: str) -> None:
     """After SIGINT or SIGTERM: close the sweep's parent run as KILLED, say how to resume."""
     for sweep in _active:
+        tracking.kill_running(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id)
         tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, "KILLED")
     print(
         f"\n{Path(sys.argv[0]).name}: stopped by {signal_name}. Finished runs are kept in the "
-        "store; run the same command again to go on: finished runs are skipped and the "
+        "store; run the same command again to go on: finished runs are skipped and an "
         "interrupted one resumes from its last epoch's checkpoint.",
         file=sys.stderr,
     )
@@ -126,12 +127,12 @@ def interrupted(signal_name: str) -> None:
 
 def _reuse_summary(sweep: Sweep, plains: list[dict[str, Any]]) -> str | None:
     """How many of the sweep's runs the store already has (finished, running, resumable)."""
-    from bench import resume
+    from bench import resume, run
 
     previous = tracking.previous_runs(sweep.tracking_uri, sweep.experiment_id)
     counts: dict[str, int] = {}
     for plain in plains:
-        key = resume.identity(plain)
+        key = run.identity(plain)
         decision = resume.decide(
             previous.get(key, []), plain.get("rerun", False), sweep.parent_run_id, os.path.exists
         )
@@ -173,17 +174,20 @@ def command_line() -> str:
     return " ".join([prog, *args])
 
 
-def _summary(sweep: Sweep) -> tuple[int, list[str]]:
+def _summary(sweep: Sweep) -> tuple[int, int, list[str]]:
+    """Finished runs, runs that another process is still running (reused by this sweep), and
+    what failed."""
     runs = tracking.sweep_runs(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id)
     finished = runs[runs["status"] == "FINISHED"]
+    elsewhere = runs[(runs["status"] == "RUNNING") & runs["reused"]]
     failed = [
         f"{r.run_name} [{r.overrides}] {r.status}: {r.error or 'no error recorded'}"
-        for r in runs[runs["status"] != "FINISHED"].itertuples()
+        for r in runs[~runs.index.isin(finished.index.union(elsewhere.index))].itertuples()
     ]
     missing = sweep.n_runs - len(runs)
     if missing > 0:
         failed.append(f"{missing} run(s) that never reached MLflow (see the job logs)")
-    return len(finished), failed
+    return len(finished), len(elsewhere), failed
 
 
 class SweepCallback(Callback):
@@ -257,7 +261,7 @@ class SweepCallback(Callback):
         sweep = Sweep.load(Path(config.hydra.runtime.cwd) / config.hydra.sweep.dir)
         if sweep is None:
             return
-        n_finished, failed = _summary(sweep)
+        n_finished, n_elsewhere, failed = _summary(sweep)
         status = "FINISHED" if not failed else "FAILED"
         tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, status)
         _active.clear()
@@ -278,7 +282,12 @@ class SweepCallback(Callback):
                 report.options_from(OmegaConf.to_container(config.report, resolve=True)),
             )
             report.print_tables(made)
-        print(f"\nSweep done: {n_finished} of {sweep.n_runs} runs finished.")
+        elsewhere = (
+            f" {n_elsewhere} still running in another process (they count once they end)."
+            if n_elsewhere
+            else ""
+        )
+        print(f"\nSweep done: {n_finished} of {sweep.n_runs} runs finished.{elsewhere}")
         print(tracking.browse_hint(sweep.tracking_uri, sweep.experiment_id))
         if failed:
             print("Failed:\n" + "\n".join(f"  - {f}" for f in failed), file=sys.stderr)

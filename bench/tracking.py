@@ -9,7 +9,10 @@ Layout of the store:
   ``schedule`` and ``seed``, the metrics ``lr`` and ``train_loss_step`` at every optimizer step
   (step = 0-based optimizer step), ``train_loss``, ``val_acc`` and ``val_loss`` once per epoch
   (step = epoch number, 1 after the first epoch), ``test_acc`` once at the end, and the resolved
-  config as ``config.yaml``.
+  config as ``config.yaml``; tags ``bench.key`` (its identity, ``bench.resume``), ``bench.owner``
+  (the process running it) and, while it can be resumed, ``bench.checkpoint``;
+- a run that a later sweep reused (skipped as finished, or resumed) carries the tag
+  ``bench.sweep.<that sweep's parent id>`` and counts in that sweep too.
 
 Every experiment carries the tag ``mlflow.experimentKind=custom_model_development``, so that the
 MLflow 3 UI opens it on its training runs rather than on the GenAI overview.
@@ -218,17 +221,18 @@ def ensure_experiment(uri: str, name: str) -> str:
     return experiment.experiment_id
 
 
-@_store_call
 def start_sweep(
     uri: str, experiment_id: str, name: str, params: Mapping[str, Any], grid: list[list[str]]
 ) -> str:
     """Create a sweep's parent run, with the overrides of each of its runs as ``grid.json``;
-    returns its id."""
+    returns its id. (Each write is tried again on its own: trying the creation again after a
+    later write failed would leave a second parent run.)"""
     mc = client(uri)
-    run = mc.create_run(experiment_id, run_name=name, tags={KIND_TAG: "sweep", **owner()})
-    mc.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-    mc.log_text(run.info.run_id, json.dumps(grid, indent=1), "grid.json")
-    return run.info.run_id
+    tags = {KIND_TAG: "sweep", **owner()}
+    run_id = retrying(mc.create_run, experiment_id, run_name=name, tags=tags).info.run_id
+    retrying(mc.log_batch, run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    retrying(mc.log_text, run_id, json.dumps(grid, indent=1), "grid.json")
+    return run_id
 
 
 @_store_call
@@ -376,6 +380,7 @@ class RunRecorder:
         resume_run_id: str | None = None,
     ):
         self.client = client(uri)
+        self.status: str | None = None  # as ``finish`` left it
         all_tags = {KIND_TAG: kind, **tags, **owner()}
         self._logged: dict[str, int] = {}  # metric -> the last step the store has
         if resume_run_id:
@@ -385,6 +390,8 @@ class RunRecorder:
                 history = retrying(self.client.get_metric_history, resume_run_id, key)
                 self._logged[key] = max(m.step for m in history)
             self.set_tags(all_tags)
+            if ERROR_TAG in run.data.tags:  # why it stopped before is no longer true
+                retrying(self.client.delete_tag, resume_run_id, ERROR_TAG)
             retrying(self.client.update_run, resume_run_id, status="RUNNING")
         else:
             if parent_run_id:
@@ -398,9 +405,12 @@ class RunRecorder:
         for key, value in tags.items():
             self.client.set_tag(self.run_id, key, value)
 
-    @_store_call
-    def delete_tag(self, key: str) -> None:
-        self.client.delete_tag(self.run_id, key)
+    def forget_checkpoint(self) -> None:
+        """Drop the ``bench.checkpoint`` tag (its file is gone); a store error is logged."""
+        try:
+            retrying(self.client.delete_tag, self.run_id, CHECKPOINT_TAG)
+        except Exception:
+            log.exception("could not drop the checkpoint tag of MLflow run %s", self.run_id)
 
     @_store_call
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -445,6 +455,7 @@ class RunRecorder:
         if details:
             self.client.log_text(self.run_id, details, "error.txt")
         self.client.set_terminated(self.run_id, status=status)
+        self.status = status  # before a signal held back meanwhile is delivered
 
     def finish_quietly(self, status: str, error: str, details: str | None = None) -> None:
         """``finish`` on the way out of a failure: a store error is logged, never raised, so
@@ -624,7 +635,8 @@ def _unique(runs: Iterator[Any]) -> list[Any]:
 
 
 def sweep_runs(uri: str, experiment_id: str, sweep: str) -> pd.DataFrame:
-    """``run_id, run_name, status, overrides, error`` of a sweep's runs (reused ones too)."""
+    """``run_id, run_name, status, overrides, error, reused`` of a sweep's runs (``reused``:
+    started by an earlier sweep)."""
     queries = _in_sweep(_equals("tags", KIND_TAG, "run"), sweep)
     found = _unique(r for q in queries for r in _search(client(uri), experiment_id, q))
     rows = [
@@ -634,10 +646,22 @@ def sweep_runs(uri: str, experiment_id: str, sweep: str) -> pd.DataFrame:
             "status": r.info.status,
             "overrides": r.data.tags.get(OVERRIDES_TAG, ""),
             "error": r.data.tags.get(ERROR_TAG, ""),
+            "reused": r.data.tags.get(PARENT_TAG) != sweep,
         }
         for r in found
     ]
-    return pd.DataFrame(rows, columns=["run_id", "run_name", "status", "overrides", "error"])
+    columns = ["run_id", "run_name", "status", "overrides", "error", "reused"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+@_store_call
+def kill_running(uri: str, experiment_id: str, sweep: str) -> None:
+    """Mark KILLED the runs this sweep started that are still RUNNING (after an interrupt:
+    its parallel workers stop with it)."""
+    runs = sweep_runs(uri, experiment_id, sweep)
+    for run in runs[(runs["status"] == "RUNNING") & ~runs["reused"]].itertuples():
+        client(uri).set_tag(run.run_id, ERROR_TAG, "interrupted")
+        client(uri).set_terminated(run.run_id, status="KILLED")
 
 
 Point = tuple[str, int, float, int]  # run_id, step, value, timestamp (ms)

@@ -428,6 +428,13 @@ def test_a_killed_sweep_run_again_resumes_where_it_stopped(tmp_path):
         "cosine-seed0": "RUNNING",  # its process is gone
         "sweep": "RUNNING",
     }
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    [killed] = client.search_runs(
+        [client.get_experiment_by_name("digits").experiment_id],
+        "attributes.run_name = 'cosine-seed0'",
+    )
+    checkpoint = Path(killed.data.tags["bench.checkpoint"])
+    assert checkpoint.name == f"{killed.info.run_id}.ckpt" and checkpoint.is_file()  # its own
     # The report marks what a dead process left RUNNING as KILLED, and never counts it.
     report = run_cmd("bench-report", cwd=tmp_path)
     assert report.returncode == 0, report.stderr[-3000:]

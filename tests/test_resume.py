@@ -98,3 +98,33 @@ def test_rerun_ignores_earlier_sweeps_but_not_the_current_one():
     assert decide(runs, rerun=True, sweep=None, exists=there).action == resume.RUN
     decision = decide(runs, rerun=True, sweep="s2", exists=there)
     assert (decision.action, decision.run_id) == (resume.RESUME, "requeued")
+
+
+def test_starting_weights_trained_again_under_the_same_name_make_a_new_run(tmp_path):
+    import torch
+
+    from bench import run
+
+    weights = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(3)}, weights)
+    config = compose_run(*BASE, f"model.weights={weights}")
+    before = run.identity(config)
+    assert run.identity(config) == before
+    torch.save({"w": torch.ones(3)}, weights)  # the source run trained again
+    assert run.identity(config) != before
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_not_resumed(tmp_path):
+    import torch
+
+    from bench import run
+
+    good, cut = tmp_path / "good.ckpt", tmp_path / "cut.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(3)}, "epoch": 2}, good)
+    cut.write_bytes(good.read_bytes()[:100])  # a write cut short
+    assert run.checkpoint_usable(str(good))
+    assert not run.checkpoint_usable(str(cut))
+    assert not cut.exists() and (tmp_path / "cut.ckpt.damaged").exists()
+    assert not run.checkpoint_usable(str(tmp_path / "absent.ckpt"))
+    runs = [previous("killed", "KILLED", 1, str(cut))]
+    assert decide(runs, exists=run.checkpoint_usable).action == resume.RUN

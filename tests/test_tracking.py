@@ -436,3 +436,50 @@ def test_a_sweep_folder_in_use_by_a_live_sweep_is_not_taken(tmp_path):
     assert stopped.value.code == 2
     tracking.end_run(uri, parent, "KILLED")  # once it has ended, a new sweep may use the folder
     sweep._claim(folder)
+
+
+def test_a_signal_held_back_while_finishing_leaves_the_run_finished(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = tracking.ensure_experiment(uri, "e")
+    recorder = tracking.RunRecorder(uri, experiment_id, "r", tags={})
+    with pytest.raises(KeyboardInterrupt), tracking.signals_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        recorder.finish()
+    assert recorder.status == "FINISHED"  # what bench.run reads before marking it KILLED
+
+
+def test_a_sweep_counts_runs_it_reused_and_stops_only_its_own(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from bench import sweep
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = tracking.ensure_experiment(uri, "e")
+    earlier = tracking.start_sweep(uri, experiment_id, "sweep-1", {}, [])
+    later = tracking.start_sweep(uri, experiment_id, "sweep-2", {}, [])
+    done = tracking.RunRecorder(uri, experiment_id, "done", tags={}, parent_run_id=earlier)
+    done.finish()
+    elsewhere = tracking.RunRecorder(uri, experiment_id, "elsewhere", {}, parent_run_id=earlier)
+    tracking.RunRecorder(uri, experiment_id, "own", tags={}, parent_run_id=later)
+    for reused in (done, elsewhere):
+        tracking.link(uri, reused.run_id, later)
+
+    runs = tracking.sweep_runs(uri, experiment_id, later)
+    assert dict(zip(runs["run_name"], runs["reused"], strict=True)) == {
+        "done": True,
+        "elsewhere": True,
+        "own": False,
+    }
+    finished, running_elsewhere, failed = sweep._summary(
+        sweep.Sweep(uri, experiment_id, "e", later, 3)
+    )
+    assert (finished, running_elsewhere) == (1, 1)
+    assert [f.split(" ")[0] for f in failed] == ["own"]  # still RUNNING, and this sweep's own
+
+    tracking.kill_running(uri, experiment_id, later)  # after an interrupt
+    status = {
+        r.info.run_name: r.info.status for r in MlflowClient(uri).search_runs([experiment_id])
+    }
+    assert (status["own"], status["elsewhere"], status["done"]) == ("KILLED", "RUNNING", "FINISHED")
+    assert len(tracking.load_runs(uri, "e", sweeps=[later]).runs) == 3
+    assert len(tracking.load_runs(uri, "e", sweeps=[earlier]).runs) == 2
