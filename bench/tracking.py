@@ -287,16 +287,37 @@ def _process_start(pid: int) -> str:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _slurm_job() -> str:
+    """This process's SLURM job step (``<job id>.<step>``, ``<array job id>_<task id>.<step>``
+    for an array task), "" outside SLURM. A job that SLURM requeues after a preemption keeps
+    it; two steps running at once in one allocation do not share it."""
+    job = os.environ.get("SLURM_JOB_ID", "")
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return f"{job}.{os.environ.get('SLURM_STEP_ID', '')}" if job else ""
+
+
 def owner() -> dict[str, str]:
-    """The ``bench.owner`` tag of a run that this process runs."""
-    return {OWNER_TAG: f"{platform.node()} {os.getpid()} {_process_start(os.getpid())}".strip()}
+    """The ``bench.owner`` tag of a run that this process runs: ``<host> <pid> <process start>``
+    and, in a SLURM job, ``slurm:<job>``."""
+    tag = f"{platform.node()} {os.getpid()} {_process_start(os.getpid())}".strip()
+    if _slurm_job():
+        tag += f" slurm:{_slurm_job()}"
+    return {OWNER_TAG: tag}
 
 
 def alive(owner_tag: str) -> bool | None:
     """Whether the process an owner tag names still runs: None when it ran on another machine
-    (or the tag is unreadable), where this one cannot tell."""
-    parts = owner_tag.split()
-    if len(parts) < 2 or parts[0] != platform.node() or not parts[1].isdigit():
+    (or the tag is unreadable), where this one cannot tell; False, wherever it ran, for an
+    earlier start of this very SLURM job (requeued after a preemption)."""
+    parts = [p for p in owner_tag.split() if not p.startswith("slurm:")]
+    slurm = [p.removeprefix("slurm:") for p in owner_tag.split() if p.startswith("slurm:")]
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    this_process = parts[0] == platform.node() and int(parts[1]) == os.getpid()
+    if slurm and slurm[0] == _slurm_job() and not this_process:
+        return False
+    if parts[0] != platform.node():
         return None
     pid = int(parts[1])
     try:
@@ -309,43 +330,51 @@ def alive(owner_tag: str) -> bool | None:
     return not started or _process_start(pid) in ("", started)
 
 
+def _close(mc: MlflowClient, run_id: str, owner_tag: str) -> None:
+    mc.set_tag(run_id, ERROR_TAG, f"stale: its process ({owner_tag}) ended without closing it")
+    mc.set_terminated(run_id, status="KILLED")
+
+
 @_store_call
 def close_stale(uri: str, experiment_id: str) -> list[str]:
     """Mark KILLED every run of the experiment left RUNNING by a process of this machine that
-    has died (killed, out of memory, power lost); returns their names. Runs of other machines
-    are left as they are: whether they still run cannot be told from here."""
+    has died (killed, out of memory, power lost), or by an earlier start of this SLURM job;
+    returns their names. Runs of other machines are left as they are: whether they still run
+    cannot be told from here."""
     mc = client(uri)
     closed = []
     for run in _search(mc, experiment_id, "attributes.status = 'RUNNING'"):
         tag = run.data.tags.get(OWNER_TAG)
         if tag and alive(tag) is False:
-            mc.set_tag(
-                run.info.run_id, ERROR_TAG, f"stale: its process ({tag}) ended without closing it"
-            )
-            mc.set_terminated(run.info.run_id, status="KILLED")
+            _close(mc, run.info.run_id, tag)
             closed.append(run.info.run_name)
     return closed
 
 
 def previous_runs(uri: str, experiment_id: str, key: str | None = None) -> dict[str, list]:
     """The runs of the experiment that have identity ``key`` (None: any), by identity, as
-    ``bench.resume.Previous``."""
+    ``bench.resume.Previous``; those left RUNNING by a dead process are marked KILLED first."""
     from bench.resume import Previous
 
     query = _equals("tags", KIND_TAG, "run")
     if key is not None:
         query += f" and {_equals('tags', KEY_TAG, key)}"
     found: dict[str, list] = {}
-    for run in _search(client(uri), experiment_id, query):
+    mc = client(uri)
+    for run in _search(mc, experiment_id, query):
         tags = run.data.tags
         if KEY_TAG not in tags:
             continue
+        status = run.info.status
+        if status == "RUNNING" and alive(tags.get(OWNER_TAG, "")) is False:
+            retrying(_close, mc, run.info.run_id, tags[OWNER_TAG])  # stale: it can go on
+            status = "KILLED"
         parent = tags.get(PARENT_TAG, "")
         links = [k.removeprefix(LINK_PREFIX) for k in tags if k.startswith(LINK_PREFIX)]
         found.setdefault(tags[KEY_TAG], []).append(
             Previous(
                 run_id=run.info.run_id,
-                status=run.info.status,
+                status=status,
                 start_time=_seconds(run.info.start_time),
                 sweep=parent,
                 sweeps=tuple(s for s in (parent, *links) if s),

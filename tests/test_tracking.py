@@ -483,3 +483,31 @@ def test_a_sweep_counts_runs_it_reused_and_stops_only_its_own(tmp_path):
     assert (status["own"], status["elsewhere"], status["done"]) == ("KILLED", "RUNNING", "FINISHED")
     assert len(tracking.load_runs(uri, "e", sweeps=[later]).runs) == 3
     assert len(tracking.load_runs(uri, "e", sweeps=[earlier]).runs) == 2
+
+
+def test_a_requeued_slurm_job_takes_over_the_run_its_earlier_start_left(tmp_path, monkeypatch):
+    from conftest import compose_run
+
+    from bench import cli, resume, run
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    assert tracking.owner()[tracking.OWNER_TAG].endswith(" slurm:4242.0")
+    earlier_start = "node-a 1234 5 slurm:4242.0"  # the same job step, before SLURM requeued it
+    assert tracking.alive(earlier_start) is False
+    assert tracking.alive("node-a 1234 5 slurm:4243.0") is None  # another job: cannot tell
+    assert tracking.alive("node-a 1234 5 slurm:4242.1") is None  # another step running now
+    assert tracking.alive(tracking.owner()[tracking.OWNER_TAG]) is True  # this process
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = tracking.ensure_experiment(uri, "digits")
+    config = compose_run("trainer.max_epochs=2")
+    left = tracking.RunRecorder(
+        uri, experiment_id, "cosine-seed0", tags={tracking.KEY_TAG: run.identity(config)}
+    )
+    tracking.set_tags(uri, left.run_id, {tracking.OWNER_TAG: earlier_start})
+    decision = cli._decide(config, uri, experiment_id, None, "cosine-seed0")
+    assert decision.action == resume.RUN  # not "running now": its process is gone
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(uri).get_run(left.run_id).info.status == "KILLED"
