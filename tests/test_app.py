@@ -596,8 +596,8 @@ def test_a_grid_over_a_setting_is_reported_per_setting(tmp_path):
 
 def test_new_schedules_and_schedule_free_run_on_the_cifar_preset(cifar_archive, tmp_path):
     common = [f"data.root={cifar_archive}", "data.val_size=20", "trainer.max_epochs=1", "seed=0"]
-    # batch 8: 17 steps, enough for every phase of one_cycle, wsd and cyclic (checked before runs)
-    common += ["data.train_per_class=null", "data.test_per_class=null", "data.batch_size=8"]
+    # batch 16: 9 steps, enough for every phase of one_cycle, wsd and cyclic (checked before runs)
+    common += ["data.train_per_class=null", "data.test_per_class=null", "data.batch_size=16"]
     new = "linear,exponential,one_cycle,wsd,cyclic,cosine_restarts"
     scheduled = run("bench", "experiment=cifar10_cpu", *common, f"schedule={new}", cwd=tmp_path)
     assert scheduled.returncode == 0, scheduled.stderr[-3000:]
