@@ -98,6 +98,9 @@ REQUIRED: dict[str, Rule] = {
     "data.batch_size": COUNT,
 }
 
+# torch.compile's backends that trainer.compile may name (true: inductor).
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager", "cudagraphs")
+
 # Fields checked when present.
 OPTIONAL: dict[str, Rule] = {
     "optimizer.momentum": MOMENTUM,
@@ -109,7 +112,14 @@ OPTIONAL: dict[str, Rule] = {
     "data.test_fraction": OPEN_FRACTION,
     "data.split_seed": SEED,
     "trainer.accumulate_grad_batches": COUNT,
-    "trainer.channels_last": BOOLEAN,
+    "trainer.channels_last": (
+        lambda x: isinstance(x, bool) or x == "auto",
+        "true, false or auto (true on a CUDA GPU)",
+    ),
+    "trainer.compile": (
+        lambda x: isinstance(x, bool) or x in COMPILE_BACKENDS,
+        f"true (inductor), false or a torch.compile backend: {', '.join(COMPILE_BACKENDS)}",
+    ),
     "trainer.num_threads": COUNT_OR_NULL,
     "trainer.max_loss": or_null(POSITIVE),
     "trainer.max_steps": (lambda x: x == -1 or COUNT[0](x), "-1 (no limit) or an integer >= 1"),
@@ -120,8 +130,8 @@ OPTIONAL: dict[str, Rule] = {
         "an integer >= 0, or -1 (all validation batches)",
     ),
     "trainer.deterministic": (
-        lambda x: x is None or isinstance(x, bool) or x == "warn",
-        "true, false, warn or null",
+        lambda x: x is None or isinstance(x, bool) or x in ("warn", "auto"),
+        "true, false, warn, auto (false on a CUDA GPU, with cuDNN's autotuner) or null",
     ),
     "trainer.enable_checkpointing": OPTIONAL_BOOLEAN,
     "trainer.enable_model_summary": OPTIONAL_BOOLEAN,
@@ -134,6 +144,8 @@ OPTIONAL: dict[str, Rule] = {
     "data.root": NAME,
     "data.download": BOOLEAN,
     "data.augment": BOOLEAN,
+    "data.on_device": BOOLEAN,
+    "data.num_workers": NON_NEGATIVE_INT,
     "data.normalize": one_of(*NORMALIZE),
     "data.resize": COUNT_OR_NULL,
     "data.image_size": COUNT_OR_NULL,
@@ -163,7 +175,7 @@ OPTIONAL: dict[str, Rule] = {
 }
 
 # Keys that bench reads itself; the others go to the class the node builds.
-OWN_TRAINER_KEYS = ("channels_last", "max_loss", "num_threads")
+OWN_TRAINER_KEYS = ("channels_last", "max_loss", "num_threads", "compile")
 OWN_MODEL_KEYS = ("label_smoothing",)
 OWN_OPTIMIZER_KEYS = ("wd_norm_and_bias", "wd_coupled", "bn_batches")  # see bench.optim
 
@@ -485,15 +497,16 @@ def precisions() -> tuple[Any, ...]:
 
 def _precision_problems(value: Any) -> list[str]:
     allowed = precisions()
-    if value is None or not allowed:
+    if value is None or value == "auto" or not allowed:
         return []
     # (Lightning compares with ==, which lets 16.0 or True through to fail later.)
     if any(type(value) is type(a) and value == a for a in allowed):
         return []
     shown = list(dict.fromkeys(str(a) for a in allowed))
     return [
-        f"trainer.precision: got {value!r}; allowed: {', '.join(shown)} (Lightning's precision "
-        "values; 16 and bf16 stand for 16-mixed and bf16-mixed)"
+        f"trainer.precision: got {value!r}; allowed: auto (bf16-mixed on a CUDA GPU, else "
+        f"32-true), {', '.join(shown)} (Lightning's precision values; 16 and bf16 stand for "
+        "16-mixed and bf16-mixed)"
     ]
 
 

@@ -83,6 +83,7 @@ class Classifier(pl.LightningModule):
         self.wd_norm_and_bias = wd_norm_and_bias
         self.wd_coupled = wd_coupled
         self.bn_batches = bn_batches
+        self.step_loss: torch.Tensor | None = None  # the last training batch's loss
 
     def backbone(self) -> list[tuple[str, nn.Module]]:
         """The net's modules outside the head."""
@@ -150,10 +151,13 @@ class Classifier(pl.LightningModule):
         logits = self(x)
         smoothing = self.label_smoothing if stage == "train" else 0.0
         loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
-        acc = (logits.argmax(dim=1) == y).float().mean()
-        on_step = stage == "train"
-        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=on_step)
-        if stage != "train":
+        if stage == "train":
+            # Kept on the device: MlflowRecorder reads the steps' losses back in batches, so
+            # that a GPU never waits for the host to read one.
+            self.step_loss = loss.detach()
+        else:
+            acc = (logits.argmax(dim=1) == y).float().mean()
+            self.log(f"{stage}_loss", loss, on_epoch=True)
             self.log(f"{stage}_acc", acc, on_epoch=True, prog_bar=True)
         return loss
 
@@ -261,13 +265,24 @@ class MlflowRecorder(Callback):
     ``train_loss_step``, the loss of the batch that stepped.
     Per epoch (step = epoch number, 1 after the first epoch): ``train_loss``, the mean batch loss
     of the epoch, ``val_acc`` and ``val_loss``. At the end: ``test_acc``.
+
+    The batches' losses stay on the device until they are read back together: every
+    ``SYNC_EVERY`` batches on a GPU (every batch on the CPU, where reading costs nothing) and at
+    the end of every epoch. ``divergence`` (a ``DivergenceStop``) is shown every loss read, in
+    order; steps after the one that diverged are not recorded.
     """
 
-    def __init__(self, recorder: RunRecorder):
+    SYNC_EVERY = 50
+
+    def __init__(self, recorder: RunRecorder, divergence: DivergenceStop | None = None):
         self.recorder = recorder
+        self.divergence = divergence
+        self.last_loss: float | None = None  # the last loss read back (the progress bar's)
         self._step_before = 0
         self._lr: dict[str, float] = {}
+        self._pending: list[tuple[int, bool, dict[str, float], torch.Tensor]] = []
         self._epoch_losses: list[float] = []
+        self._sync_every = 1
 
     def on_fit_start(self, trainer, pl_module):
         # Lightning also steps on the last, partial accumulation window of an epoch.
@@ -275,6 +290,12 @@ class MlflowRecorder(Callback):
         self.recorder.log_params(
             {"total_steps": pl_module.total_steps, "steps_per_epoch": steps_per_epoch}
         )
+        self._sync_every = self.sync_every(pl_module.device)
+
+    @classmethod
+    def sync_every(cls, device: torch.device) -> int:
+        """After how many batches the losses are read back on ``device``."""
+        return 1 if device.type == "cpu" else cls.SYNC_EVERY
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self._step_before = trainer.global_step
@@ -287,13 +308,30 @@ class MlflowRecorder(Callback):
             self._lr["weight_decay"] = groups[0]["weight_decay"]
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        loss = float(trainer.callback_metrics["train_loss"])
-        self._epoch_losses.append(loss)
-        if trainer.global_step > self._step_before:  # this batch took an optimizer step
-            step = self._step_before
-            self.recorder.add({**self._lr, "train_loss_step": loss}, step=step)
+        stepped = trainer.global_step > self._step_before  # this batch took an optimizer step
+        self._pending.append((self._step_before, stepped, self._lr, pl_module.step_loss))
+        if len(self._pending) >= self._sync_every:
+            self._read_back(trainer)
+
+    def _read_back(self, trainer) -> None:
+        """The pending losses, read from the device at once, to the recorder (and the
+        divergence check)."""
+        if not self._pending:
+            return
+        losses = torch.stack([loss for *_, loss in self._pending]).tolist()
+        for (step, stepped, lr, _), loss in zip(self._pending, losses, strict=True):
+            if self.divergence is not None and self.divergence.stopped:
+                break
+            self._epoch_losses.append(loss)
+            if stepped:
+                self.recorder.add({**lr, "train_loss_step": loss}, step=step)
+            if self.divergence is not None and self.divergence.check(step, loss):
+                trainer.should_stop = True
+        self.last_loss = losses[-1]
+        self._pending.clear()
 
     def on_train_epoch_end(self, trainer, pl_module):
+        self._read_back(trainer)
         if self._epoch_losses:
             mean = sum(self._epoch_losses) / len(self._epoch_losses)
             self.recorder.add({"train_loss": mean}, step=trainer.current_epoch + 1)
@@ -311,27 +349,30 @@ class MlflowRecorder(Callback):
 
 
 class DivergenceStop(Callback):
-    """Stops training at the first optimizer step whose loss is NaN, infinite or above
-    ``max_loss`` (None: only non-finite); ``step`` is that 0-based step, None if none."""
+    """Whether training diverged: the first optimizer step whose loss is NaN, infinite or above
+    ``max_loss`` (None: only non-finite). ``MlflowRecorder`` shows it the losses it reads
+    (``check``); ``step`` is that 0-based step, None if none. Kept in checkpoints: a resumed run
+    that had diverged stays stopped."""
 
     def __init__(self, max_loss: float | None):
         self.max_loss = max_loss
         self.step: int | None = None
         self.loss = float("nan")
-        self._step_before = 0
 
-    def on_train_start(self, trainer, pl_module):
-        if self.step is not None:  # resumed after it diverged: it stays stopped
-            trainer.should_stop = True
+    @property
+    def stopped(self) -> bool:
+        return self.step is not None
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self._step_before = trainer.global_step
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        loss = float(trainer.callback_metrics["train_loss"])
+    def check(self, step: int, loss: float) -> bool:
+        """Whether the loss of optimizer step ``step`` stops training (it is the first to)."""
         too_high = self.max_loss is not None and loss > self.max_loss
         if self.step is None and (not math.isfinite(loss) or too_high):
-            self.step, self.loss = self._step_before, loss
+            self.step, self.loss = step, loss
+            return True
+        return False
+
+    def on_train_start(self, trainer, pl_module):
+        if self.stopped:  # resumed after it diverged: it stays stopped
             trainer.should_stop = True
 
     def state_dict(self) -> dict:
@@ -415,6 +456,14 @@ class RunProgressBar(TQDMProgressBar):
         self.train_progress_bar.set_description(
             f"{self.label} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
         )
+
+    def get_metrics(self, trainer, pl_module):
+        # The last training loss read back from the device (no read of its own).
+        metrics = super().get_metrics(trainer, pl_module)
+        recorders = [c for c in trainer.callbacks if isinstance(c, MlflowRecorder)]
+        if recorders and recorders[0].last_loss is not None:
+            metrics["train_loss"] = f"{recorders[0].last_loss:.3f}"
+        return metrics
 
 
 class EpochLog(Callback):

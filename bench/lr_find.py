@@ -126,6 +126,7 @@ def run(
     from bench import run as bench_run
 
     bench_config.validate(config)
+    config = bench_run.settle(config)
     lightning.quiet_lightning()
     bench_run.set_threads(config)
     pl.seed_everything(config["seed"], workers=True, verbose=False)

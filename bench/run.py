@@ -28,6 +28,7 @@ log = logging.getLogger("bench")
 WEIGHTS_FILE = "weights.pt"
 CHECKPOINT_DIR = "checkpoints"  # in the run's folder, while it runs
 SPLITS = ("val", "test")
+SETTLED = ("precision", "channels_last", "deterministic")  # `auto` settled per device: tags
 
 
 def data_params(datamodule) -> dict[str, Any]:
@@ -39,7 +40,10 @@ def data_params(datamodule) -> dict[str, Any]:
 
 def build(config: Mapping[str, Any]):
     """The datamodule (set up) and the Lightning module a resolved config describes: the
-    network sized by the data, the optimizer, the schedule bound to its knobs and base LR."""
+    network sized by the data, the optimizer, the schedule bound to its knobs and base LR.
+    ``trainer.compile`` (true, or a backend's name) compiles the network in place with
+    ``torch.compile``; the optimizer step stays outside it, so a schedule that changes the LR
+    at every step never makes it compile again."""
     from hydra.utils import instantiate
 
     from bench import lightning, models, schedules
@@ -58,9 +62,47 @@ def build(config: Mapping[str, Any]):
         **config.get("finetune", {}),
         **own_model,
         **own_optimizer,
-        channels_last=config["trainer"].get("channels_last", False),
+        channels_last=config["trainer"].get("channels_last", False) is True,
     )
+    backend = config["trainer"].get("compile", False)
+    if backend:
+        module.net.compile(backend="inductor" if backend is True else backend)
     return datamodule, module
+
+
+def uses_cuda(config: Mapping[str, Any]) -> bool:
+    """Whether the run will land on a CUDA GPU."""
+    import torch
+
+    accelerator = config["trainer"].get("accelerator", "auto")
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def settle(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with its trainer's ``auto`` values settled for this machine
+    (``device_settings``)."""
+    import torch
+
+    cuda = uses_cuda(config)
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    return {**config, "trainer": device_settings(config["trainer"], cuda, bf16)}
+
+
+def device_settings(trainer: Mapping[str, Any], cuda: bool, bf16: bool) -> dict[str, Any]:
+    """The ``trainer`` node with its ``auto`` values settled for the device. On a CUDA GPU:
+    ``precision`` bf16-mixed (16-mixed on a GPU without bf16), ``channels_last`` true,
+    ``deterministic`` false with cuDNN's autotuner on (``benchmark``). Elsewhere: 32-true, false,
+    true, so that a CPU run's numbers are those of a plain float32 run. Pure."""
+    settled = dict(trainer)
+    if settled.get("precision") == "auto":
+        settled["precision"] = ("bf16-mixed" if bf16 else "16-mixed") if cuda else "32-true"
+    if settled.get("channels_last") == "auto":
+        settled["channels_last"] = cuda
+    if settled.get("deterministic") == "auto":
+        settled["deterministic"] = not cuda
+        if cuda and settled.get("benchmark") is None:
+            settled["benchmark"] = True
+    return settled
 
 
 def tags_schedule(config: Mapping[str, Any]) -> str:
@@ -85,8 +127,7 @@ def provenance(config: Mapping[str, Any]) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             return "?"
 
-    accelerator = config["trainer"].get("accelerator", "auto")
-    if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
+    if uses_cuda(config):
         device = torch.cuda.get_device_name(0)
     else:
         device = f"CPU {_cpu_name() or platform.machine()}, {os.cpu_count()} cores"
@@ -192,7 +233,8 @@ def train(
     set_threads(config)
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     resuming = resume_from is not None and resume_from.action == resume.RESUME
-    trainer_kw = trainer_arguments(config)
+    settled = settle(config)
+    trainer_kw = trainer_arguments(settled)
     keep_checkpoints = trainer_kw.pop("enable_checkpointing", True) and output_dir is not None
     recorder = tracking.RunRecorder(
         tracking_uri,
@@ -204,6 +246,7 @@ def train(
             tracking.OVERRIDES_TAG: " ".join(overrides or []),
             tracking.KEY_TAG: identity(config),
             **provenance(config),
+            **{f"bench.{k}": str(settled["trainer"].get(k)) for k in SETTLED},
         },
         parent_run_id=parent_run_id,
         resume_run_id=resume_from.run_id if resuming else None,
@@ -228,7 +271,7 @@ def train(
             # ``schedule`` and ``seed`` as params too, so that MLflow's UI can group by them.
             recorder.log_params({"schedule": tags_schedule(config)} | tracking.flatten(config))
             recorder.log_text(yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
-        datamodule, module = build(config)
+        datamodule, module = build(settled)
         recorder.log_params(data_params(datamodule))
         knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
         show_bar = trainer_kw.pop("enable_progress_bar", True)
@@ -239,7 +282,8 @@ def train(
             Path(output_dir or scratch) / ensemble.SNAPSHOT_DIR,
             recorder,
         )
-        callbacks = [lightning.MlflowRecorder(recorder), snapshots, divergence, *progress]
+        callbacks = [lightning.MlflowRecorder(recorder, divergence), snapshots, divergence]
+        callbacks += progress
         if checkpoint:
             callbacks += [lightning.RandomState(), lightning.resume_checkpoint(checkpoint)]
         trainer = pl.Trainer(

@@ -119,7 +119,7 @@ def run(cmd, *args, cwd):
                 "model.num_classes: set from the data",
                 "foo: not a key of the config (the nearest: 'model'); allowed: data, model,",
                 "schedule.warmup_fraction: got 1.0; allowed: a number in [0, 1)",
-                "trainer.precision: got 'bogus'; allowed: 64, 32, 16, transformer-engine,",
+                "trainer.precision: got 'bogus'; allowed: auto (bf16-mixed on a CUDA GPU, else",
                 'trainer.devices: got 0; allowed: an integer >= 1, -1 (all), "auto", or a list',
             ],
         ),

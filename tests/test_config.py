@@ -263,7 +263,7 @@ DIGITS_RUN = "a run of 270 optimizer steps (18 per epoch x 15 epochs)"  # 1149 i
             ["+foo=1"],
             "foo: not a key of the config (the nearest: 'model'); allowed: data, model, "
             "optimizer, schedule, trainer, seed, run_name, rerun, finetune, tracking, report, "
-            "lr_find",
+            "launch, lr_find",
         ),
         (["+sede=1"], "sede: not a key of the config (the nearest: 'seed'); allowed: data, "),
         (
@@ -331,6 +331,7 @@ def test_bad_precision_lists_lightnings_values():
     assert "16-mixed" in found[0] and "bf16-true" in found[0]
     assert app_problems("trainer.precision=16") == []  # an int, as Lightning allows
     assert app_problems("trainer.precision=bf16-mixed") == []
+    assert app_problems("trainer.precision=auto") == []  # bench's own: settled per device
     assert app_problems("trainer.precision=16.0")[0].startswith("trainer.precision: got 16.0")
 
 

@@ -4,6 +4,10 @@ so the whole flow runs offline on a laptop CPU.
 The dataset has no test split of its own: test and validation splits are carved from it,
 stratified and fixed by ``split_seed`` (never by the run's seed); the test split is used only for
 the final ``test_acc``.
+
+With ``on_device`` (the default) the splits are moved to the run's device once and batches are
+cut from them there (``bench.data.batches``); ``on_device=false`` feeds them through torch's
+DataLoader instead, with the same batches.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
+from bench.data.batches import DeviceBatches
 from bench.data.splits import (
     count_interval,
     fraction_interval,
@@ -48,13 +53,16 @@ class DigitsDataModule(pl.LightningDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.2,
         split_seed: int = 0,
+        on_device: bool = True,
     ):
         super().__init__()
         self.batch_size = batch_size
+        self.on_device = on_device
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         self.splits: dict[str, TensorDataset] = {}
+        self._placed: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def problems(cls, **kw) -> list[str]:
@@ -92,15 +100,34 @@ class DigitsDataModule(pl.LightningDataModule):
             for name, idx in (("train", train), ("val", val), ("test", test))
         }
 
-    def train_dataloader(self) -> DataLoader:
-        # The shuffling order follows torch's global RNG, which the run's seed sets.
-        return DataLoader(self.splits["train"], batch_size=self.batch_size, shuffle=True)
+    @property
+    def device(self) -> torch.device:
+        """The run's device (Lightning's, once a Trainer holds this module; else the CPU)."""
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["val"], batch_size=512)
+    def _batches(self, split: str, batch_size: int, shuffle: bool):
+        if not self.on_device:
+            # The shuffling order follows torch's global RNG, which the run's seed sets.
+            return DataLoader(self.splits[split], batch_size=batch_size, shuffle=shuffle)
+        held = self._placed.get(split)
+        if held is None or held[0].device != self.device:
+            held = tuple(t.to(self.device) for t in self.splits[split].tensors)
+            self._placed[split] = held
+        return DeviceBatches(*held, batch_size=batch_size, shuffle=shuffle)
 
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits["test"], batch_size=512)
+    def train_dataloader(self):
+        return self._batches("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self):
+        return self._batches("val", 512, shuffle=False)
+
+    def test_dataloader(self):
+        return self._batches("test", 512, shuffle=False)
+
+    def prepare_batch(self, batch, train: bool):
+        """A batch on the run's device as the network's input (already standardised)."""
+        return batch
 
 
 def split_problems(

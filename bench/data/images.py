@@ -1,8 +1,12 @@
 """Colour-image datasets with a test split of their own: what they share.
 
-The images are held in memory as uint8 ``N x 3 x H x W`` tensors (CIFAR-10's 60,000 take 184 MB),
-batches are cut from them by index, and augmentation and normalisation run on the batch after it
-reaches the run's device (``bench.data.augment``).
+The images are held as uint8 ``N x 3 x H x W`` tensors (CIFAR-10's 60,000 take 184 MB). With
+``on_device`` (the default) every split is moved to the run's device (GPU memory, or CPU RAM)
+once, batches are cut from it there (``bench.data.batches``), and augmentation and normalisation
+run on the whole batch in tensor ops (``bench.data.augment``). With ``on_device=false``, for
+data that does not fit on the device, training batches come from a torch DataLoader whose
+``num_workers`` worker processes crop, flip and normalise each image with torchvision's
+transforms: the same distribution of inputs, at a fraction of the speed.
 
 Splits: the validation split (``val_size``) is carved, stratified, out of the training images and
 fixed by ``split_seed``; ``train_per_class`` then keeps that many of the remaining training images
@@ -23,12 +27,12 @@ import torch
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
-    RandomSampler,
     SequentialSampler,
     TensorDataset,
 )
 
 from bench.data import augment, splits
+from bench.data.batches import DeviceBatches
 from bench.rules import COUNT, NON_NEGATIVE_INT
 
 EVAL_BATCH = 1024
@@ -72,6 +76,8 @@ class ImageDataModule(pl.LightningDataModule):
         augment: bool = True,
         normalize: str = "train",
         resize: int | None = None,
+        on_device: bool = True,
+        num_workers: int = 2,
     ):
         super().__init__()
         self.root = Path(root)
@@ -84,7 +90,10 @@ class ImageDataModule(pl.LightningDataModule):
         self.augment = augment
         self.normalize = normalize
         self.resize = resize
+        self.on_device = on_device
+        self.num_workers = num_workers
         self.splits: dict[str, Split] = {}
+        self._placed: dict[str, Split] = {}  # the splits on the run's device
         self.classes: list[str] = []
         self.mean: list[float] = []
         self.std: list[float] = []
@@ -170,32 +179,93 @@ class ImageDataModule(pl.LightningDataModule):
         images = torch.from_numpy(np.ascontiguousarray(self.read(split, keep)))
         return Split(images.permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels))
 
+    @property
+    def device(self) -> torch.device:
+        """The run's device (Lightning's, once a Trainer holds this module; else the CPU)."""
+        trainer = self.trainer
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def placed(self, split: str) -> Split:
+        """``split`` on the run's device, moved there once."""
+        device = self.device
+        held = self._placed.get(split)
+        if held is None or held.images.device != device:
+            data = self.splits[split]
+            held = Split(data.images.to(device), data.labels.to(device))
+            self._placed[split] = held
+        return held
+
     def _loader(self, split: str, sampler) -> DataLoader:
         data = self.splits[split]
         # Each batch is one indexing of the in-memory tensors: no per-image Python work.
         return DataLoader(TensorDataset(data.images, data.labels), batch_size=None, sampler=sampler)
 
-    def train_dataloader(self) -> DataLoader:
-        # The shuffling order follows torch's global RNG, which the run's seed sets.
-        images = self.splits["train"].images
-        batches = BatchSampler(RandomSampler(range(len(images))), self.batch_size, False)
-        return self._loader("train", batches)
+    def train_dataloader(self):
+        if self.on_device:
+            data = self.placed("train")
+            return DeviceBatches(data.images, data.labels, batch_size=self.batch_size, shuffle=True)
+        data = self.splits["train"]
+        return DataLoader(
+            TransformedImages(data, self.image_transform(train=True)),
+            batch_size=self.batch_size,
+            shuffle=True,  # the order follows torch's global RNG, which the run's seed sets
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.device.type == "cuda",
+        )
 
-    def val_dataloader(self) -> DataLoader:
-        images = self.splits["val"].images
-        return self._loader("val", BatchSampler(SequentialSampler(images), EVAL_BATCH, False))
+    def val_dataloader(self):
+        return self._eval_loader("val")
 
-    def test_dataloader(self) -> DataLoader:
-        images = self.splits["test"].images
-        return self._loader("test", BatchSampler(SequentialSampler(images), EVAL_BATCH, False))
+    def test_dataloader(self):
+        return self._eval_loader("test")
+
+    def _eval_loader(self, split: str):
+        if self.on_device:
+            data = self.placed(split)
+            return DeviceBatches(data.images, data.labels, batch_size=EVAL_BATCH, shuffle=False)
+        images = self.splits[split].images
+        return self._loader(split, BatchSampler(SequentialSampler(images), EVAL_BATCH, False))
+
+    def image_transform(self, train: bool):
+        """The DataLoader path's per-image pipeline (torchvision's transforms on one uint8
+        ``C x H x W`` image): the same crop, flip and normalisation as ``augment.prepare``."""
+        from torchvision.transforms import v2
+
+        steps = []
+        if train and self.augment:
+            steps += [v2.RandomCrop(int(self.splits["train"].images.shape[-1]), padding=4)]
+            steps += [v2.RandomHorizontalFlip()]
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        return v2.Compose(steps)
+
+    def prepare_batch(self, batch, train: bool):
+        """A batch on the run's device as the network's input: for data on the device, crop and
+        flip (when ``train`` and ``augment``) and normalise the whole batch; a DataLoader's
+        training batch comes already augmented and normalised. Then resize, if asked."""
+        x, y = batch
+        if x.dtype == torch.uint8:
+            x = augment.prepare(x, self.mean, self.std, train=train and self.augment)
+        return augment.resize(x, self.resize), y
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        x, y = batch
         training = self.trainer is not None and self.trainer.training
-        x = augment.prepare(
-            x, self.mean, self.std, train=training and self.augment, size=self.resize
-        )
-        return x, y
+        return self.prepare_batch(batch, train=training)
+
+
+class TransformedImages(torch.utils.data.Dataset):
+    """One split's images, each passed through ``transform`` when read (in a DataLoader's
+    worker process)."""
+
+    def __init__(self, data: Split, transform):
+        self.images, self.labels = data.images, data.labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.images[i]), self.labels[i]
 
 
 class DataError(ValueError):
