@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bench import config as bench_config
-from bench import resume, run, tracking
+from bench import launch, resume, run, tracking  # launch: the launcher configs' resolvers
 from bench.sweep import Sweep, abort, interrupted, run_config
 
 log = logging.getLogger("bench")
@@ -56,20 +56,29 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
         tracking.link(sweep.tracking_uri, decision.run_id, sweep.parent_run_id)
     if decision.action != resume.RESUME and decision.action != resume.RUN:
         return None
+    launcher = hc.runtime.choices.get("hydra/launcher")
     try:
-        return run.train(
-            config,
-            tracking_uri=sweep.tracking_uri,
-            experiment_id=sweep.experiment_id,
-            parent_run_id=sweep.parent_run_id,
-            label=label,
-            resume_from=decision,
-            **where,
-        )
+        with launch.pinned(config, launcher, hc.job.num, launch_dir / hc.sweep.dir, label):
+            return run.train(
+                config,
+                tracking_uri=sweep.tracking_uri,
+                experiment_id=sweep.experiment_id,
+                parent_run_id=sweep.parent_run_id,
+                label=label,
+                resume_from=decision,
+                **where,
+            )
     except Exception:
         log.exception("%s failed; the sweep goes on", label)
         return None
-    except BaseException:  # interrupted: the sweep stops here
+    except BaseException:  # interrupted
+        if launch.own_job():  # a SLURM job stopped (preempted, requeued): the sweep goes on
+            print(
+                f"\n{label} stopped: the run is marked KILLED; it resumes from its last epoch's "
+                "checkpoint when the job is requeued or the command runs again.",
+                file=sys.stderr,
+            )
+            raise
         tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, "KILLED")
         print(f"\n{label} interrupted: the run and its sweep are marked KILLED.", file=sys.stderr)
         raise
@@ -156,6 +165,9 @@ def _preflight(config_name: str) -> None:
     from hydra._internal.utils import get_args_parser
 
     args, _ = get_args_parser().parse_known_args(sys.argv[1:])
+    missing = launch.missing_plugin(args.overrides)
+    if missing:
+        abort(missing)
     if args.help or args.hydra_help or args.info or args.shell_completion or args.cfg:
         return
     try:

@@ -122,6 +122,7 @@ OPTIONAL: dict[str, Rule] = {
     ),
     "trainer.num_threads": COUNT_OR_NULL,
     "trainer.max_loss": or_null(POSITIVE),
+    "trainer.checkpoint_seconds": NON_NEGATIVE,
     "trainer.max_steps": (lambda x: x == -1 or COUNT[0](x), "-1 (no limit) or an integer >= 1"),
     "trainer.limit_train_batches": LIMIT_BATCHES,
     "trainer.check_val_every_n_epoch": COUNT_OR_NULL,
@@ -139,6 +140,8 @@ OPTIONAL: dict[str, Rule] = {
     "trainer.num_nodes": COUNT,
     "trainer.gradient_clip_val": or_null(NON_NEGATIVE),
     "rerun": BOOLEAN,
+    "launch.jobs_per_gpu": COUNT,
+    "launch.gpu": or_null(NAME),  # set by hydra/launcher=gpus (bench.launch.pinned)
     "tracking.uri": or_null(NAME),
     "data.val_size": VAL_SIZE,
     "data.root": NAME,
@@ -175,7 +178,7 @@ OPTIONAL: dict[str, Rule] = {
 }
 
 # Keys that bench reads itself; the others go to the class the node builds.
-OWN_TRAINER_KEYS = ("channels_last", "max_loss", "num_threads", "compile")
+OWN_TRAINER_KEYS = ("channels_last", "max_loss", "num_threads", "compile", "checkpoint_seconds")
 OWN_MODEL_KEYS = ("label_smoothing",)
 OWN_OPTIMIZER_KEYS = ("wd_norm_and_bias", "wd_coupled", "bn_batches")  # see bench.optim
 

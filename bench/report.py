@@ -468,7 +468,7 @@ def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str
 def _fixed(a: Analysed) -> dict[str, str]:
     """The settings every reported run shares, with their value ("–" where a run lacks one)."""
     finished = a.runs[a.runs["status"] == "FINISHED"]
-    params = pd.DataFrame(list(finished["params"]), index=finished.index).fillna("–").astype(str)
+    params = analysis.pooling.params_of(finished).fillna("–").astype(str)
     return {
         c: params[c].iloc[0]
         for c in params

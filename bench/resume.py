@@ -1,7 +1,9 @@
 """Which run a config is, and what to do with it when it has been run before. Pure.
 
 A run's identity (``identity``) is a hash of its resolved config without the keys that cannot
-change its numbers (``IGNORED``: where it records, how it is displayed, what the report does).
+change its numbers (``IGNORED``: where it records, how it is displayed, what the report does,
+how it was launched), and with ``trainer.devices`` as a count (``devices``: which GPUs a run
+trains on does not change its numbers, how many does).
 bench tags every run with it (``bench.key``); when the same config comes round again (the same
 command re-run after a kill, a sweep that adds seeds to an earlier one), ``decide`` looks at the
 runs already in the store with that identity:
@@ -26,16 +28,19 @@ from dataclasses import dataclass
 from typing import Any
 
 # Keys that do not change a run's numbers: where it records, its label, how progress is shown,
-# whether data may be fetched, what the report does, and the switch below.
+# whether data may be fetched, what the report does, how it was launched (``bench.launch``: how
+# many runs at once, the GPU it was given), and the switch below.
 IGNORED = (
     "run_name",
     "rerun",
+    "launch",
     "tracking",
     "report",
     "data.download",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",
     "trainer.enable_checkpointing",
+    "trainer.checkpoint_seconds",
 )
 
 RUN, SKIP, RUNNING, RESUME = "run", "skip", "running", "resume"
@@ -46,10 +51,24 @@ def identity(config: Mapping[str, Any], digests: Mapping[str, str] | None = None
     ``digests`` (field -> hash of the file it names, such as the starting weights): equal for
     two configs exactly when they would train the same run."""
     kept = _without(config, IGNORED)
+    if isinstance(kept.get("trainer"), dict) and "devices" in kept["trainer"]:
+        kept["trainer"]["devices"] = devices(kept["trainer"]["devices"])
     if digests:
         kept["__files__"] = dict(digests)
     text = json.dumps(kept, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def devices(value: Any) -> Any:
+    """``trainer.devices`` as far as a run's numbers go: a list of device indices counts by its
+    length (``[3]`` is one GPU, like ``1``), as its text too (``"[3]"``, an MLflow param);
+    any other value as it is."""
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        inner = [p.strip() for p in value[1:-1].split(",") if p.strip()]
+        return str(len(inner)) if all(p.isdigit() for p in inner) else value
+    if isinstance(value, list | tuple) and all(isinstance(d, int) for d in value):
+        return len(value)
+    return value
 
 
 def _without(config: Mapping[str, Any], dotted: Sequence[str], prefix: str = "") -> dict:

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from bench import config as bench_config
-from bench import tracking
+from bench import launch, tracking
 
 log = logging.getLogger("bench")
 
@@ -84,14 +84,18 @@ def grid(config: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
-def check_all(configs: list[tuple[str, DictConfig]], launch_dir: str) -> list[dict[str, Any]]:
-    """Resolve and validate every job config (paths taken relative to ``launch_dir``); abort
-    listing every problem. The data and weights are checked once the values are right."""
+def check_all(
+    configs: list[tuple[str, DictConfig]], launch_dir: str, launcher: str | None = None
+) -> list[dict[str, Any]]:
+    """Resolve and validate every job config (paths taken relative to ``launch_dir``), also
+    against the ``hydra/launcher`` option that starts them (``bench.launch``); abort listing
+    every problem. The data and weights are checked once the values are right."""
     plains, found = [], {}
     for label, cfg in configs:
         try:
             plain = bench_config.resolve_paths(run_config(cfg), launch_dir)
             problems = bench_config.problems(plain) + bench_config.argument_problems(plain)
+            problems += launch.problems(plain, launcher)
         except MissingMandatoryValue as e:
             plain, problems = None, [f"{e.full_key}: missing; set it with {e.full_key}=VALUE"]
         except Exception as e:  # an interpolation that cannot resolve, say
@@ -101,6 +105,8 @@ def check_all(configs: list[tuple[str, DictConfig]], launch_dir: str) -> list[di
         for problem in problems:
             found.setdefault(problem, label)
         plains.append(plain)
+    for problem in launch.grid_problems(plains):
+        found.setdefault(problem, "the grid")
     if found:
         lines = "\n".join(f"  - {p}   [{where}]" for p, where in found.items())
         abort(f"invalid configuration, nothing was run:\n{lines}")
@@ -108,14 +114,18 @@ def check_all(configs: list[tuple[str, DictConfig]], launch_dir: str) -> list[di
 
 
 # The sweep this process started (set when its jobs are about to start), so that an interrupt
-# arriving between two runs still closes its parent run.
+# arriving between two runs still closes its parent run; and the sweeps whose jobs run in
+# scheduler jobs of their own (hydra/launcher=slurm), which a signal to this process never stops.
 _active: list[Sweep] = []
+_scheduled: list[Sweep] = []
 
 
 def interrupted(signal_name: str) -> None:
-    """After SIGINT or SIGTERM: close the sweep's parent run as KILLED, say how to resume."""
+    """After SIGINT or SIGTERM: close the sweep's parent run as KILLED (and the runs its jobs
+    were running, unless a scheduler runs them), say how to resume."""
     for sweep in _active:
-        tracking.kill_running(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id)
+        if sweep not in _scheduled:
+            tracking.kill_running(sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id)
         tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, "KILLED")
     print(
         f"\n{Path(sys.argv[0]).name}: stopped by {signal_name}. Finished runs are kept in the "
@@ -123,6 +133,12 @@ def interrupted(signal_name: str) -> None:
         "interrupted one resumes from its last epoch's checkpoint.",
         file=sys.stderr,
     )
+    if _scheduled:
+        print(
+            "The SLURM jobs already submitted go on (scancel stops them: their runs are then "
+            "marked KILLED, and resume when the command runs again).",
+            file=sys.stderr,
+        )
 
 
 def _reuse_summary(sweep: Sweep, plains: list[dict[str, Any]]) -> str | None:
@@ -221,7 +237,8 @@ class SweepCallback(Callback):
             except Exception as e:  # an unknown group option: Hydra's message lists the options
                 abort(f"cannot compose the run [{' '.join(job)}], nothing was run:\n{e}")
         launch_dir = config.hydra.runtime.cwd
-        plains = check_all(composed, launch_dir)
+        launcher = config.hydra.runtime.choices.get("hydra/launcher")
+        plains = check_all(composed, launch_dir, launcher)
         uris = {tracking.resolve_uri(p["tracking"]["uri"], cwd=launch_dir) for p in plains}
         experiments = {p["tracking"]["experiment"] for p in plains}
         if len(uris) > 1 or len(experiments) > 1:
@@ -230,6 +247,13 @@ class SweepCallback(Callback):
                 f"experiment; this grid has {sorted(uris)} and {sorted(experiments)}"
             )
         uri, experiment = uris.pop(), experiments.pop()
+        if launcher == launch.SLURM and uri.startswith("sqlite:"):
+            log.warning(
+                "hydra/launcher=slurm with the SQLite store %s: the jobs of several nodes write "
+                "into one file, which needs a filesystem with working locks; a tracking server "
+                "(MLFLOW_TRACKING_URI=http://SERVER:5000) is safer",
+                uri,
+            )
         sweep_dir = Path(launch_dir) / config.hydra.sweep.dir
         _claim(sweep_dir)
         experiment_id = tracking.ensure_experiment(uri, experiment)
@@ -246,6 +270,8 @@ class SweepCallback(Callback):
         sweep = Sweep(uri, experiment_id, experiment, parent, len(jobs))
         sweep.save(sweep_dir)
         _active.append(sweep)
+        if launcher == launch.SLURM:
+            _scheduled.append(sweep)
         log.info(
             "Sweep of %d runs into MLflow experiment %r (parent run %s, store %s)",
             len(jobs),
@@ -265,6 +291,7 @@ class SweepCallback(Callback):
         status = "FINISHED" if not failed else "FAILED"
         tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, status)
         _active.clear()
+        _scheduled.clear()
         if config.report.after_sweep and n_finished:
             from bench import report
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.resume import IGNORED
+from bench.resume import IGNORED, devices
 from bench.schedules import SCHEDULE_FREE
 
 # Params that are expected to differ between the runs of one comparison.
@@ -36,8 +36,14 @@ _DERIVED = (
 )
 
 
-def _params(runs: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(list(runs["params"]), index=runs.index)
+def params_of(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs' params, one column each; ``trainer.devices`` as a count (``"[3]"``, the GPU a
+    launcher gave a run, is one device like ``"1"``: runs of one setting on several GPUs stay
+    one setting)."""
+    params = pd.DataFrame(list(runs["params"]), index=runs.index)
+    if "trainer.devices" in params:
+        params["trainer.devices"] = params["trainer.devices"].map(devices)
+    return params
 
 
 def is_setting(column: str) -> bool:
@@ -65,7 +71,7 @@ def setting_labels(runs: pd.DataFrame, without: tuple[str, ...] = ()) -> pd.Seri
     ``without`` are left out of the labels (``optimizer.lr``, when it is an axis of its own)."""
     if runs.empty:
         return pd.Series("", index=runs.index, dtype=object)
-    params = _params(runs)
+    params = params_of(runs)
     schedule_free = params.get("optimizer._target_", pd.Series(dtype=object)).isin(SCHEDULE_FREE)
     optimizer_keys = [c for c in params if c.startswith("optimizer.")]
     params.loc[schedule_free.reindex(params.index, fill_value=False), optimizer_keys] = None
@@ -85,7 +91,7 @@ def setting_labels(runs: pd.DataFrame, without: tuple[str, ...] = ()) -> pd.Seri
 def _knobs(runs: pd.DataFrame) -> pd.DataFrame:
     """Each run's knobs as text ("" where a run lacks one): its schedule's (``schedule.*``), and
     for a schedule-free optimizer its ``optimizer.*`` params, which stand in for them."""
-    params = _params(runs)
+    params = params_of(runs)
     free = params.get("optimizer._target_", pd.Series(index=runs.index, dtype=object)).isin(
         SCHEDULE_FREE
     )
@@ -116,7 +122,7 @@ def latest_per_cell(runs: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     dropped = list(repeat[repeat].index)
     # An unfinished run is superseded only by a finished run of exactly its settings: the labels
     # only name what finished runs differ in, and a failed run may differ in more (its LR, say).
-    params = _params(runs)
+    params = params_of(runs)
     exact = key + params[[c for c in params if is_setting(c)]].fillna("").astype(str).apply(
         tuple, axis=1
     )
