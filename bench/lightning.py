@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -266,6 +267,10 @@ class MlflowRecorder(Callback):
     Per epoch (step = epoch number, 1 after the first epoch): ``train_loss``, the mean batch loss
     of the epoch, ``val_acc`` and ``val_loss``. At the end: ``test_acc``.
 
+    Metrics reach the store every ``FLUSH_SECONDS`` (checked at an epoch's end), before every
+    checkpoint and when training ends; a store write costs milliseconds, which would be a fair
+    share of a short run's epoch.
+
     The batches' losses stay on the device until they are read back together: every
     ``SYNC_EVERY`` batches on a GPU (every batch on the CPU, where reading costs nothing) and at
     the end of every epoch. ``divergence`` (a ``DivergenceStop``) is shown every loss read, in
@@ -273,6 +278,7 @@ class MlflowRecorder(Callback):
     """
 
     SYNC_EVERY = 50
+    FLUSH_SECONDS = 10.0
 
     def __init__(self, recorder: RunRecorder, divergence: DivergenceStop | None = None):
         self.recorder = recorder
@@ -283,6 +289,7 @@ class MlflowRecorder(Callback):
         self._pending: list[tuple[int, bool, dict[str, float], torch.Tensor]] = []
         self._epoch_losses: list[float] = []
         self._sync_every = 1
+        self._flushed = time.monotonic()
 
     def on_fit_start(self, trainer, pl_module):
         # Lightning also steps on the last, partial accumulation window of an epoch.
@@ -336,13 +343,21 @@ class MlflowRecorder(Callback):
             mean = sum(self._epoch_losses) / len(self._epoch_losses)
             self.recorder.add({"train_loss": mean}, step=trainer.current_epoch + 1)
         self._epoch_losses.clear()
+        if time.monotonic() - self._flushed >= self.FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
         self.recorder.flush()
+        self._flushed = time.monotonic()
+
+    def on_train_end(self, trainer, pl_module):
+        self.flush()
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking:
             return
         metrics = {k: float(trainer.callback_metrics[k]) for k in ("val_acc", "val_loss")}
-        self.recorder.log(metrics, step=trainer.current_epoch + 1)
+        self.recorder.add(metrics, step=trainer.current_epoch + 1)  # validation ends the epoch
 
     def on_test_epoch_end(self, trainer, pl_module):
         self.recorder.log({"test_acc": float(trainer.callback_metrics["test_acc"])}, step=0)
@@ -431,17 +446,31 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.close(folder)
 
 
-def resume_checkpoint(path: Path) -> ModelCheckpoint:
-    """Lightning's checkpoint callback, keeping one file, ``path``, written at the end of every
-    training epoch (after its metrics reach the store)."""
-    return ModelCheckpoint(
-        dirpath=path.parent,
-        filename=path.stem,
-        save_top_k=1,
-        every_n_epochs=1,
-        save_on_train_epoch_end=True,
-        enable_version_counter=False,
-    )
+class EpochCheckpoint(ModelCheckpoint):
+    """Lightning's checkpoint callback, keeping one file, ``path``, written at the end of a
+    training epoch once ``seconds`` have passed since the last one was (0: every epoch), and
+    at the last epoch's end. The run's metrics up to that point reach the store first
+    (``flush``), so that a resumed run finds in the store every step its checkpoint covers."""
+
+    def __init__(self, path: Path, flush: Callable[[], None], seconds: float = 0.0):
+        super().__init__(
+            dirpath=path.parent,
+            filename=path.stem,
+            save_top_k=1,
+            every_n_epochs=1,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        )
+        self.flush = flush
+        self.seconds = seconds
+        self._last = time.monotonic()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
+        if last or time.monotonic() - self._last >= self.seconds:
+            self.flush()
+            super().on_train_epoch_end(trainer, pl_module)
+            self._last = time.monotonic()
 
 
 class RunProgressBar(TQDMProgressBar):

@@ -128,7 +128,8 @@ def provenance(config: Mapping[str, Any]) -> dict[str, str]:
             return "?"
 
     if uses_cuda(config):
-        device = torch.cuda.get_device_name(0)
+        devices = config["trainer"].get("devices")  # [i]: the GPU a launcher gave the run
+        device = torch.cuda.get_device_name(devices[0] if isinstance(devices, list) else 0)
     else:
         device = f"CPU {_cpu_name() or platform.machine()}, {os.cpu_count()} cores"
     packages = ("bench", "torch", "torchvision", "pytorch-lightning", "mlflow")
@@ -282,10 +283,12 @@ def train(
             Path(output_dir or scratch) / ensemble.SNAPSHOT_DIR,
             recorder,
         )
-        callbacks = [lightning.MlflowRecorder(recorder, divergence), snapshots, divergence]
-        callbacks += progress
+        metrics_callback = lightning.MlflowRecorder(recorder, divergence)
+        callbacks = [metrics_callback, snapshots, divergence, *progress]
         if checkpoint:
-            callbacks += [lightning.RandomState(), lightning.resume_checkpoint(checkpoint)]
+            every = config["trainer"].get("checkpoint_seconds", 0)
+            saver = lightning.EpochCheckpoint(checkpoint, metrics_callback.flush, every)
+            callbacks += [lightning.RandomState(), saver]
         trainer = pl.Trainer(
             **trainer_kw,
             logger=False,

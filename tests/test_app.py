@@ -420,7 +420,12 @@ def test_a_killed_sweep_run_again_resumes_where_it_stopped(tmp_path):
 
     from bench import resume, run, tracking
 
-    args = ["-m", "schedule=constant,cosine", "trainer.max_epochs=4"]
+    args = [
+        "-m",
+        "schedule=constant,cosine",
+        "trainer.max_epochs=4",
+        "trainer.checkpoint_seconds=0",
+    ]
     code, output = signal_when(args, tmp_path, "[2/2] cosine-seed0 epoch 2/4", None)
     assert code == -signal.SIGKILL
     assert statuses(tmp_path) == {

@@ -206,3 +206,31 @@ def test_a_compiled_network_never_compiles_again_as_the_lr_changes(store):
     assert 0 < graphs[0] == graphs[1]
     lrs = histories(store)[1]["lr"]
     assert len({v for _, v in lrs}) == len(lrs)  # the cosine LR changed at every step
+
+
+@pytest.mark.parametrize(("seconds", "saves"), [(0, 3), (3600, 1)])
+def test_checkpoints_are_written_at_most_once_per_interval_and_at_the_last_epoch(
+    tmp_path, seconds, saves
+):
+    """A checkpoint is written at an epoch's end once ``seconds`` have passed (and at the last
+    epoch's end), and the metrics it covers are flushed to the store just before it."""
+    import pytorch_lightning as pl
+
+    from bench import run
+
+    datamodule, module = run.build(compose_run("trainer.max_epochs=3"))
+    events = []
+    path = tmp_path / "checkpoints" / "run.ckpt"
+    saver = lightning.EpochCheckpoint(path, lambda: events.append("flush"), seconds)
+    saver._save_checkpoint = lambda trainer, filepath: events.append(trainer.current_epoch)
+    trainer = pl.Trainer(
+        max_epochs=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[saver],
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    expected = [0, 1, 2] if saves == 3 else [2]
+    assert events == [e for epoch in expected for e in ("flush", epoch)]
