@@ -52,16 +52,28 @@ def ui(session: nox.Session) -> None:
 
 @nox.session
 def perf(session: nox.Session) -> None:
-    """How long loading and reporting take over many runs: `python -m bench.perf report`.
+    """What bench costs, one table per part and a summary against the targets:
+    `python -m bench.perf all` (the parts are described in bench/perf.py).
 
-    Builds synthetic runs (100 and 1,000 runs of 100 epochs by default) in a SQLite MLflow store
-    and prints one row per size: runs, epochs, create s (building the store), load s
-    (`bench.tracking.load_runs`) and report s (the whole `bench-report --all`). Extra arguments
-    go to it: `nox -s perf -- --runs 1000 --epochs 50 --store /tmp/perf --csv perf.csv`
-    (`--store` keeps the store and reuses it the next time).
+    - a bench run against a bare PyTorch loop doing the same training (digits, and the CIFAR-10
+      CPU study cut to 2 epochs), and MLflow's share of the run's wall time;
+    - augmentation throughput, images/s: data held on the device against a DataLoader;
+    - a `bench-train -m` grid's per-job overhead, and the start-up of `--help` and of an error;
+    - the report over 100 and 1,000 synthetic runs of 100 epochs.
+
+    Run from the repository root, it writes results/perf/ (perf.md with the tables and the
+    machine, and a CSV per table). `nox -s perf -- --quick` is a try-out of a few minutes that
+    writes nothing; extra arguments go to bench.perf, parts' names first run those parts alone:
+    `nox -s perf -- report --runs 1000 --store /tmp/perf`, `nox -s perf -- --cifar-root DIR`.
     """
     session.install(".")
-    session.run("python", "-m", "bench.perf", "report", *session.posargs)
+    args = list(session.posargs)
+    parts = []
+    while args and args[0] in ("train", "augment", "sweep", "report", "all"):
+        parts.append(args.pop(0))
+    if parts in ([], ["all"]) and "--quick" not in args and "--out" not in args:
+        args += ["--out", "results/perf"]
+    session.run("python", "-m", "bench.perf", *(parts or ["all"]), *args)
 
 
 _TIMED_BENCH = """

@@ -1,20 +1,61 @@
-"""How long a report takes over many runs: ``python -m bench.perf report``.
+"""What bench costs, measured: ``python -m bench.perf all`` (``nox -s perf``).
 
-Builds synthetic runs in a real SQLite MLflow store, shaped like the runs ``bench`` records (see
-``bench.tracking``): one experiment per size, a sweep's parent run with every run nested under it,
-tags ``bench.kind=run``, ``schedule`` and ``seed``, the flattened config as params, ``val_acc``,
-``val_loss`` and ``train_loss`` per epoch (step = epoch, 1..E), ``lr`` at every optimizer step
-(LR_STEPS_PER_EPOCH per epoch) and ``test_acc`` at the end, status FINISHED. Then it times
+Five parts, each printed as a table when it completes, then one summary of every measure beside
+its target (``--out DIR`` also writes ``perf.md``, the machine described, and a CSV per table):
+
+- ``train``: one bench run against a bare PyTorch loop, and MLflow's share of the run. The bench
+  run is ``bench.run.train`` in this process, into a SQLite store in a temporary folder, with a
+  run folder for its per-epoch checkpoint and final weights (as ``bench-train`` gives it); its
+  progress is one log line per epoch, as off a terminal. The bare loop is written here plainly:
+  the same network (``bench.models.build``), the same data tensors (the data module's splits),
+  batch size, seed, augmentation (``bench.data.augment``'s batched functions), optimizer steps,
+  SGD with the same schedule through ``LambdaLR``, a validation pass per epoch and a test pass.
+  Two settings: ``digits``, the default config (``conf/train.yaml``), and ``cifar10_cpu``, the
+  CIFAR-10 CPU study (``experiment=cifar10_cpu``: the small ResNet on 5,000 training images)
+  cut to ``--cifar-epochs`` epochs, on random images in torchvision's layout unless
+  ``--cifar-root`` names the real data (the time does not depend on the pixels). Each side runs
+  once to warm up (imports, first calls), then ``--repeats`` times, alternating; the table gives
+  the median, min and max seconds and the ratio of the medians, bench / bare. MLflow's share is
+  the time spent inside the store calls of ``bench.tracking`` (every write of a run's
+  ``RunRecorder`` goes through ``tracking.retrying``, which is timed here) over the run's wall
+  time, the median over the timed runs.
+- ``augment``: training-batch throughput, images/s, of ``bench.data.CIFAR10DataModule`` on
+  ``--images`` random 32x32 uint8 images, batches of ``--batch``: ``on_device=True`` (batches
+  cut from the tensors on the device, cropped, flipped and normalised whole by
+  ``prepare_batch``) against ``on_device=False`` (a DataLoader whose ``--workers`` processes
+  crop, flip and normalise each image with torchvision). The time of an epoch is that of
+  iterating the training loader and preparing every batch; ``--repeats`` epochs from one loader
+  (its workers persist between epochs, as in a run), the median taken; the first epoch, worker
+  start-up included, is shown apart.
+- ``sweep``: a real ``bench-train -m`` grid of ``--jobs`` one-epoch digits runs (seeds
+  0..N-1), a subprocess writing into a fresh store: its wall time, the time until its first run
+  started (MLflow's start time of the run), and the per-job overhead, (wall time - the runs' own
+  time from MLflow's start to end) / N; also the start-up of ``bench-train --help`` and of a
+  bad-input error (``bench-train optimizer.lr=-1``), each the median of ``--repeats``.
+- ``report``: the report over ``--runs`` synthetic runs of ``--epochs`` epochs (below).
+
+``all`` runs them in that order (or name the parts to run). ``--quick`` shrinks every part to a
+try-out of a few minutes (the sizes it uses show in the tables).
+
+The ``report`` part builds synthetic runs in a real SQLite MLflow store, shaped like the runs
+``bench`` records (see ``bench.tracking``): one experiment per size, a sweep's parent run with
+every run nested under it, tags ``bench.kind=run``, ``schedule`` and ``seed``, the flattened
+config as params, ``val_acc``, ``val_loss`` and ``train_loss`` per epoch (step = epoch, 1..E),
+``lr`` at every optimizer step (LR_STEPS_PER_EPOCH per epoch) and ``test_acc`` at the end, status
+FINISHED. Then it times
 
 - ``load``: ``bench.tracking.load_runs`` of the whole experiment, in this process (whose MLflow
   client is already open: a fresh process first spends a second or two opening the store);
 - ``report``: ``bench.report.main([... "--all" ...])``, the whole report (its loading included),
   in this process too; an error there is printed for that row and the next size goes on.
 
-and prints one row per size: runs, epochs, create s, load s, report s (``--csv PATH`` writes the
-same table). With ``--store DIR`` the store is kept in DIR and a size already built there is
-reused (its create s is then empty); without it the store lives in a temporary folder.
+and prints one row per size: runs, epochs, create s, load s, report s. With ``--store DIR`` the
+store is kept in DIR and a size already built there is reused (its create s is then empty);
+without it the store lives in a temporary folder.
 
+    python -m bench.perf all --out results/perf
+    python -m bench.perf all --quick
+    python -m bench.perf train --settings digits --repeats 5
     python -m bench.perf report --runs 100 1000 --epochs 100 --store /tmp/perf
 """
 
@@ -22,22 +63,693 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
+import importlib.metadata
 import io
 import math
 import multiprocessing
 import os
+import pickle
+import platform
 import random
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from bench import tracking
+
+# ---------------------------------------------------------------------------------------------
+# What every part shares: progress, tables, the summary of measures against their targets
+
+PARTS = ("train", "augment", "sweep", "report")
+SETTINGS = ("digits", "cifar10_cpu")
+# The targets: bench / bare loop per setting, MLflow's share (%), device / DataLoader throughput,
+# the report's seconds at REPORT_TARGET_RUNS runs.
+RATIO_TARGETS = {"digits": 1.15, "cifar10_cpu": 1.05}
+MLFLOW_SHARE_TARGET = 2.0
+AUGMENT_SPEEDUP_TARGET = 10.0
+REPORT_TARGET_SECONDS, REPORT_TARGET_RUNS = 10.0, 1000
+
+# Sizes of a full run and of ``--quick``; a flag given on the command line wins over both.
+FULL = {
+    "repeats": 3,
+    "digits_epochs": None,  # the config's (trainer.max_epochs: 15)
+    "cifar_epochs": 2,
+    "cifar_per_class": None,  # the study's (400 training images per class)
+    "images": 50_000,
+    "runs": [100, 1000],
+    "epochs": 100,
+    "jobs": 8,
+}
+QUICK = {
+    "repeats": 1,
+    "digits_epochs": 3,
+    "cifar_epochs": 1,
+    "cifar_per_class": 100,
+    "images": 10_000,
+    "runs": [100],
+    "epochs": 20,
+    "jobs": 3,
+}
+
+
+_STARTED = time.perf_counter()
+
+
+def say(message: str) -> None:
+    """Progress, on stderr, with the seconds since this module was loaded."""
+    print(f"[perf {time.perf_counter() - _STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Part:
+    """One part's result: its table (one row per setting or size), what it measured with, and
+    its lines of the summary (``measure, value, target, met``)."""
+
+    name: str
+    title: str
+    table: pd.DataFrame
+    about: str = ""
+    summary: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def measure(name: str, value: float, target: str = "-", met: bool | None = None) -> dict:
+    """One line of the summary; ``met`` None where there is no target to meet."""
+    return {
+        "measure": name,
+        "value": value,
+        "target": target,
+        "met": "-" if met is None or not math.isfinite(value) else ("yes" if met else "no"),
+    }
+
+
+def fmt(value: Any) -> str:
+    """A number as the tables show it: 3 significant digits, thousands separated."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return f"{value:,}"
+    if not math.isfinite(value):
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}" if abs(value) >= 0.001 else f"{value:.2g}"
+
+
+def shown(table: pd.DataFrame) -> pd.DataFrame:
+    return table.map(fmt) if len(table) else table
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A table as markdown, numbers as ``fmt`` writes them, right-aligned."""
+    numeric = pd.api.types.is_numeric_dtype
+    align = ["right" if numeric(table[c]) else "left" for c in table.columns]
+    return shown(table).to_markdown(index=False, disable_numparse=True, colalign=align)
+
+
+def print_part(part: Part) -> None:
+    print(f"\n{part.title}")
+    print(shown(part.table).to_string(index=False))
+    for error in part.errors:
+        print(error)
+    sys.stdout.flush()
+
+
+def stats(values: list[float]) -> tuple[float, float, float]:
+    """Median, min, max."""
+    return statistics.median(values), min(values), max(values)
+
+
+def version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine() -> dict[str, str]:
+    """The machine and software the numbers come from."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        ram = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB"
+    except (ValueError, OSError, AttributeError):
+        ram = "unknown"
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "CPU": cpu,
+        "cores": f"{os.cpu_count()} ({usable} usable by this process)",
+        "RAM": ram,
+        "GPU": ", ".join(gpus) or "none",
+        "OS": platform.platform(),
+        "python": platform.python_version(),
+        **{p: version(p) for p in ("torch", "torchvision", "pytorch-lightning", "mlflow", "bench")},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: a CIFAR-10 of random images in torchvision's layout
+
+
+def write_cifar10(root: str | Path, train: int = 5000, test: int = 1000, seed: int = 0) -> Path:
+    """A CIFAR-10 of random uint8 images in torchvision's layout, ``<root>/cifar-10-batches-py/``:
+    ``train`` training images in five batches and ``test`` test images, labels cycling over the
+    ten classes (so every class has its tenth); returns ``root``."""
+    from bench.data import cifar10
+
+    root = Path(root)
+    folder = root / cifar10.FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+
+    def write(name: str, first: int, n: int) -> None:
+        entry = {
+            "data": rng.integers(0, 256, (n, 3 * 32 * 32), dtype=np.uint8),
+            "labels": [(first + i) % 10 for i in range(n)],
+            "batch_label": "random",
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    bounds = np.linspace(0, train, len(cifar10.TRAIN_FILES) + 1).astype(int)
+    for name, first, last in zip(cifar10.TRAIN_FILES, bounds[:-1], bounds[1:], strict=True):
+        write(name, int(first), int(last - first))
+    write(cifar10.TEST_FILES[0], 0, test)
+    names = ["airplane", "automobile", "bird", "cat", "deer"]
+    names += ["dog", "frog", "horse", "ship", "truck"]
+    with open(folder / cifar10.META_FILE, "wb") as f:
+        pickle.dump({"label_names": names, "num_vis": 3 * 32 * 32}, f)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# train: a bench run against a bare PyTorch loop; MLflow's share of the run
+
+
+def compose(overrides: list[str]) -> dict[str, Any]:
+    """The resolved config of one run, as plain data, composed from conf/ as the app does."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from bench.config import CONFIG_DIR
+    from bench.sweep import run_config
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return run_config(hydra_compose(config_name="train", overrides=list(overrides)))
+
+
+def setting_overrides(
+    setting: str, epochs: int | None, cifar_root: Path | None, per_class: int | None
+) -> list[str]:
+    """The overrides of a setting: the digits default, or the CIFAR-10 CPU study."""
+    overrides = ["trainer.enable_progress_bar=false"]  # one log line per epoch, terminal or not
+    if setting == "cifar10_cpu":
+        overrides += ["experiment=cifar10_cpu", f"data.root={cifar_root}"]
+        if per_class is not None:
+            overrides += [f"data.train_per_class={per_class}"]
+    if epochs is not None:
+        overrides += [f"trainer.max_epochs={epochs}"]
+    return overrides
+
+
+class StoreTimer:
+    """Times every store call of ``bench.tracking`` made inside the ``with`` block: all of them
+    go through ``tracking.retrying`` (the ``RunRecorder``'s writes, their retries and pauses on
+    a locked store included); calls nested in another are counted once."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.calls = 0
+        self.by_name: dict[str, list[float]] = {}  # call -> [count, seconds]
+        self._depth = 0
+        self._original: Callable | None = None
+
+    def __enter__(self) -> StoreTimer:
+        original = self._original = tracking.retrying
+
+        def timed(function, *args, **kwargs):
+            if self._depth:
+                return original(function, *args, **kwargs)
+            self._depth += 1
+            start = time.perf_counter()
+            try:
+                return original(function, *args, **kwargs)
+            finally:
+                seconds = time.perf_counter() - start
+                self.seconds += seconds
+                self.calls += 1
+                self._depth -= 1
+                name = getattr(function, "__name__", "?")
+                count, total = self.by_name.get(name, (0, 0.0))
+                self.by_name[name] = [count + 1, total + seconds]
+
+        tracking.retrying = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        tracking.retrying = self._original
+
+    def costliest(self, n: int = 3) -> str:
+        """The ``n`` calls that took longest in all: ``name count x seconds``."""
+        top = sorted(self.by_name.items(), key=lambda item: -item[1][1])[:n]
+        return ", ".join(f"{name} {count}x {seconds:.2f} s" for name, (count, seconds) in top)
+
+
+def bench_run(config: Mapping[str, Any], uri: str, experiment_id: str, folder: Path) -> dict:
+    """One bench run in this process: wall seconds, seconds in store calls, store calls."""
+    from bench import run
+
+    output_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
+    with StoreTimer() as store:
+        start = time.perf_counter()
+        run.train(config, tracking_uri=uri, experiment_id=experiment_id, output_dir=output_dir)
+        wall = time.perf_counter() - start
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return {"wall": wall, "store": store.seconds, "calls": store.calls, "top": store.costliest()}
+
+
+def _split(datamodule, name: str) -> tuple[Any, Any]:
+    """A split's inputs and labels as tensors: an image split's uint8 ``images`` and
+    ``labels``, or a ``TensorDataset``'s two tensors."""
+    data = datamodule.splits[name]
+    if hasattr(data, "tensors"):
+        return data.tensors[0], data.tensors[1]
+    return data.images, data.labels
+
+
+def bare_run(config: Mapping[str, Any]) -> dict:
+    """The run ``config`` describes as a bare PyTorch loop; wall seconds (the data's set-up
+    included, as in a bench run), training images, optimizer steps, final accuracies."""
+    import torch
+    from hydra.utils import instantiate
+    from torch.nn import functional as F
+    from torch.optim.lr_scheduler import LambdaLR
+
+    from bench import models, run, schedules
+    from bench.data import augment
+
+    start = time.perf_counter()
+    # The trainer's "auto" values as a bench run settles them on this machine (precision,
+    # channels_last, deterministic), then applied here by hand.
+    trainer, data, opt = run.settle(config)["trainer"], config["data"], config["optimizer"]
+    if trainer.get("compile"):
+        raise ValueError("the bare loop does not compile the network (trainer.compile)")
+    if trainer.get("num_threads") is not None:
+        torch.set_num_threads(trainer["num_threads"])
+    device = torch.device("cuda" if run.uses_cuda(config) else "cpu")
+    deterministic = bool(trainer.get("deterministic"))
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+    if device.type == "cuda":
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cudnn.benchmark = bool(trainer.get("benchmark"))
+    precision = str(trainer.get("precision", "32-true"))
+    mixed = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    if mixed is None and precision not in ("32-true", "32"):
+        raise ValueError(f"the bare loop runs 32-true, bf16-mixed or 16-mixed, not {precision}")
+    channels_last = bool(trainer.get("channels_last"))
+    seed = config["seed"]
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+    dm = instantiate(dict(data))
+    dm.prepare_data()
+    dm.setup("fit")
+    train_x, train_y = (t.to(device) for t in _split(dm, "train"))
+    held_out = {s: tuple(t.to(device) for t in _split(dm, s)) for s in ("val", "test")}
+    images = train_x.dtype == torch.uint8  # images to augment and normalise; else features
+    knobs = {k: v for k, v in config["model"].items() if k != "label_smoothing"}
+    net = models.build(knobs, dm.num_classes, dm.in_channels, dm.image_size).to(device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if not opt["_target_"].endswith("SGD"):
+        raise ValueError(f"the bare loop runs SGD only, not {opt['_target_']}")
+    optimizer = torch.optim.SGD(
+        net.parameters(),
+        lr=opt["lr"],
+        momentum=opt.get("momentum", 0),
+        nesterov=opt.get("nesterov", False),
+        weight_decay=opt.get("weight_decay", 0),
+    )
+    batch, epochs, n = data["batch_size"], trainer["max_epochs"], len(train_y)
+    total = math.ceil(n / batch) * epochs
+    schedule_knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
+    schedule = schedules.make(config["schedule"]["name"], base=opt["lr"], **schedule_knobs)
+    scheduler = LambdaLR(optimizer, lambda t: schedule(t, total) / opt["lr"])
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed is torch.float16)
+
+    def inputs(x, train: bool):
+        if images:
+            x = augment.to_float(x)
+            if train and data.get("augment", True):
+                x = augment.random_flip(augment.random_crop(x, 4))
+            x = augment.resize(augment.normalize(x, dm.mean, dm.std), data.get("resize"))
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    def autocast():
+        return torch.autocast(device.type, dtype=mixed, enabled=mixed is not None)
+
+    def evaluate(split: str) -> tuple[float, float]:
+        x_all, y_all = held_out[split]
+        net.eval()
+        loss, correct = 0.0, 0
+        with torch.no_grad():
+            for first in range(0, len(y_all), 1024):
+                x, y = x_all[first : first + 1024], y_all[first : first + 1024]
+                with autocast():
+                    logits = net(inputs(x, train=False))
+                loss += float(F.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(1) == y).sum())
+        return loss / len(y_all), correct / len(y_all)
+
+    for _ in range(epochs):
+        net.train()
+        losses = []
+        for index in torch.randperm(n, device=device).split(batch):
+            with autocast():
+                loss = F.cross_entropy(net(inputs(train_x[index], train=True)), train_y[index])
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(loss.detach())
+        float(torch.stack(losses).mean())  # the epoch's training loss
+        _, val_acc = evaluate("val")
+    _, test_acc = evaluate("test")
+    wall = time.perf_counter() - start
+    return {"wall": wall, "images": n, "steps": total, "val_acc": val_acc, "test_acc": test_acc}
+
+
+def time_train(
+    settings: list[str],
+    repeats: int,
+    digits_epochs: int | None,
+    cifar_epochs: int,
+    cifar_root: str | None,
+    cifar_per_class: int | None,
+) -> Part:
+    rows, summary = [], []
+    with tempfile.TemporaryDirectory(prefix="perf-train-") as scratch:
+        folder = Path(scratch)
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        root = Path(cifar_root).resolve() if cifar_root else None
+        if "cifar10_cpu" in settings and root is None:
+            say("writing a CIFAR-10 of random images in torchvision's layout")
+            root = write_cifar10(folder / "cifar10", train=5000, test=1000)
+        for setting in settings:
+            epochs = digits_epochs if setting == "digits" else cifar_epochs
+            config = compose(setting_overrides(setting, epochs, root, cifar_per_class))
+            experiment_id = tracking.ensure_experiment(uri, f"perf-{setting}")
+            say(f"{setting}: warming up (a bench run and a bare loop)")
+            bench_run(config, uri, experiment_id, folder)
+            bare_run(config)
+            bench, bare = [], []
+            for i in range(repeats):
+                say(f"{setting}: bench run and bare loop {i + 1}/{repeats}")
+                bench.append(bench_run(config, uri, experiment_id, folder))
+                bare.append(bare_run(config))
+            walls = stats([r["wall"] for r in bench])
+            bares = stats([r["wall"] for r in bare])
+            ratio = walls[0] / bares[0]
+            shares = [100 * r["store"] / r["wall"] for r in bench]
+            share = statistics.median(shares)
+            rows.append(
+                {
+                    "setting": setting,
+                    "epochs": config["trainer"]["max_epochs"],
+                    "train images": bare[0]["images"],
+                    "steps": bare[0]["steps"],
+                    "repeats": repeats,
+                    "bench s": walls[0],
+                    "bench min": walls[1],
+                    "bench max": walls[2],
+                    "bare s": bares[0],
+                    "bare min": bares[1],
+                    "bare max": bares[2],
+                    "bench/bare": ratio,
+                    "target": f"<= {RATIO_TARGETS[setting]:.2f}",
+                    "MLflow s": statistics.median(r["store"] for r in bench),
+                    "MLflow %": share,
+                    "store calls": int(statistics.median(r["calls"] for r in bench)),
+                    "costliest store calls (last run)": bench[-1]["top"],
+                }
+            )
+            n = config["trainer"]["max_epochs"]
+            what = f"{setting}, {n} epoch{'s' * (n != 1)}"
+            limit = RATIO_TARGETS[setting]
+            summary += [
+                measure(f"{what}: bench run (s)", walls[0]),
+                measure(f"{what}: bare PyTorch loop (s)", bares[0]),
+                measure(f"{what}: bench / bare", ratio, f"<= {limit:.2f}", ratio <= limit),
+                measure(
+                    f"{what}: MLflow's share of the run (%)",
+                    share,
+                    f"< {MLFLOW_SHARE_TARGET:g}",
+                    share < MLFLOW_SHARE_TARGET,
+                ),
+            ]
+            say(f"{setting}: bench {walls[0]:.2f} s, bare {bares[0]:.2f} s, MLflow {share:.2f}%")
+    data = f"real CIFAR-10 from {root}" if cifar_root else "random images"
+    return Part(
+        "train",
+        "bench run against a bare PyTorch loop (median s), and MLflow's share of the run",
+        pd.DataFrame(rows),
+        about=(
+            "One bench run (`bench.run.train` in-process, into a SQLite store, with a run folder "
+            "for its checkpoints and weights) against a bare PyTorch loop of the same network, "
+            "data tensors, batch size, seed, augmentation, optimizer steps, SGD and LR schedule "
+            "(LambdaLR), validation passes and test pass; both after a warm-up run. "
+            "`bench/bare` is the ratio of the medians. `MLflow s` and `MLflow %`: the time in "
+            "the run's store calls, and its share of the run's wall time (median). "
+            f"CIFAR-10: {data}."
+        ),
+        summary=summary,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# augment: training-batch throughput, device-resident batches against a DataLoader pipeline
+
+
+class _Placed:
+    """What a data module asks of a Trainer to find the run's device."""
+
+    def __init__(self, device):
+        self.strategy = type("Strategy", (), {"root_device": device})()
+        self.training = True
+
+
+def time_augment(images: int, batch: int, workers: int, threads: int, repeats: int) -> Part:
+    import torch
+
+    import bench.data
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(threads)
+    rows = []
+    val = 1000 if images >= 20_000 else 100
+    with tempfile.TemporaryDirectory(prefix="perf-augment-") as scratch:
+        say(f"augment: writing {images + val:,} random 32x32 images")
+        root = write_cifar10(scratch, train=images + val, test=100)
+        paths = [("device-resident", {"on_device": True})]
+        paths += [("DataLoader", {"on_device": False, "num_workers": workers})]
+        for name, kw in paths:
+            dm = bench.data.CIFAR10DataModule(root=str(root), batch_size=batch, val_size=val, **kw)
+            if device.type != "cpu":
+                dm.trainer = _Placed(device)
+            dm.setup("fit")
+            loader = dm.train_dataloader()
+            seconds, count = [], 0
+            for i in range(max(repeats, 1)):
+                say(f"augment: {name}, epoch {i + 1}/{max(repeats, 1)}")
+                count = 0
+                start = time.perf_counter()
+                for x, y in loader:
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    prepared = dm.prepare_batch((x, y), train=True)
+                    x = prepared[0] if isinstance(prepared, tuple | list) else prepared
+                    count += len(y)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                seconds.append(time.perf_counter() - start)
+            del loader  # its workers end with it
+            rows.append(
+                {
+                    "path": name,
+                    "workers": kw.get("num_workers", 0),
+                    "images": count,
+                    "batch": batch,
+                    "epochs": len(seconds),
+                    "epoch s": statistics.median(seconds),
+                    "first epoch s": seconds[0],
+                    "images/s": count / statistics.median(seconds),
+                    "shape": "x".join(str(s) for s in x.shape[1:]),
+                    "dtype": str(x.dtype).removeprefix("torch."),
+                }
+            )
+    table = pd.DataFrame(rows)
+    device_rate, loader_rate = table["images/s"]
+    speedup = device_rate / loader_rate
+    table["vs DataLoader"] = table["images/s"] / loader_rate
+    where = torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU"
+    summary = [
+        measure("augmentation, device-resident (images/s)", device_rate),
+        measure(f"augmentation, DataLoader with {workers} workers (images/s)", loader_rate),
+        measure(
+            "augmentation: device-resident / DataLoader",
+            speedup,
+            f">= {AUGMENT_SPEEDUP_TARGET:g}",
+            speedup >= AUGMENT_SPEEDUP_TARGET,
+        ),
+    ]
+    say(f"augment: {device_rate:,.0f} against {loader_rate:,.0f} images/s")
+    return Part(
+        "augment",
+        f"Augmentation throughput, training batches (crop, flip, normalise) on the {where}",
+        table,
+        about=(
+            f"`bench.data.CIFAR10DataModule` on random 32x32 uint8 images, batches of {batch}: "
+            "one epoch is iterating `train_dataloader()` and `prepare_batch(batch, train=True)` "
+            "on every batch. `device-resident`: `on_device=True`, batches cut from the tensors "
+            "on the device and augmented whole; `DataLoader`: `on_device=False`, torchvision's "
+            f"per-image transforms in worker processes. {threads} torch thread(s) in this "
+            "process. `epoch s` is the median over the epochs of one loader; `first epoch s` "
+            "includes starting the workers."
+        ),
+        summary=summary,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep: the per-job overhead of a real `bench-train -m` grid, and the command's start-up
+
+
+def bench_train() -> list[str]:
+    """The ``bench-train`` command of this environment."""
+    here = Path(sys.executable).parent / "bench-train"
+    found = str(here) if here.exists() else shutil.which("bench-train")
+    if found is None:
+        raise SystemExit("bench-train is not installed here: pip install -e .")
+    return [found]
+
+
+def _command(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, str]:
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    return time.perf_counter() - start, done.returncode, done.stdout + done.stderr
+
+
+def time_sweep(jobs: int, repeats: int) -> Part:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    errors = []
+    with tempfile.TemporaryDirectory(prefix="perf-sweep-") as scratch:
+        folder = Path(scratch)
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        seeds = ",".join(str(s) for s in range(jobs))
+        argv = [*bench_train(), "-m", "trainer.max_epochs=1", f"seed={seeds}"]
+        argv += [f"tracking.uri={uri}", "tracking.experiment=perf-sweep"]
+        argv += [f"hydra.sweep.dir={folder / 'multirun'}"]
+        say(f"sweep: bench-train -m, {jobs} one-epoch digits runs")
+        launched = time.time()
+        wall, code, output = _command(argv, folder, env)
+        if code:
+            raise RuntimeError(f"{' '.join(argv)} failed ({code}):\n{output[-3000:]}")
+        mc = MlflowClient(uri)
+        experiment = mc.get_experiment_by_name("perf-sweep")
+        found = mc.search_runs(
+            [experiment.experiment_id], f"tags.`{tracking.KIND_TAG}` = 'run'", max_results=jobs + 1
+        )
+        if len(found) != jobs or any(r.info.status != "FINISHED" for r in found):
+            raise RuntimeError(f"the sweep left {len(found)} runs, not {jobs} finished ones")
+        starts = [r.info.start_time / 1000 for r in found]
+        ends = [r.info.end_time / 1000 for r in found]
+        own = sum(e - s for s, e in zip(starts, ends, strict=True))
+        first = min(starts) - launched
+        per_job = (wall - own) / jobs
+        between = (max(ends) - min(starts) - own) / (jobs - 1) if jobs > 1 else float("nan")
+        after = launched + wall - max(ends)
+
+        startup = {}
+        for what, args, expect in (
+            ("bench-train --help", ["--help"], 0),
+            ("bench-train optimizer.lr=-1 (error)", ["optimizer.lr=-1"], 2),
+        ):
+            seconds = []
+            for i in range(max(repeats, 1)):
+                say(f"sweep: {what} {i + 1}/{max(repeats, 1)}")
+                s, code, output = _command([*bench_train(), *args], folder, env)
+                if code != expect:
+                    errors.append(f"{what} exited {code}, not {expect}: {output[-500:]}")
+                seconds.append(s)
+            startup[what] = stats(seconds)
+        if mc.get_experiment_by_name("digits") is not None:  # the default experiment
+            errors.append("bench-train with a bad input wrote to the store")
+    rows = [
+        {"measure": f"sweep of {jobs} runs: wall time (s)", "value": wall},
+        {"measure": "sweep: time until its first run started (s)", "value": first},
+        {"measure": "sweep: the runs' own time, MLflow start to end (s)", "value": own},
+        {"measure": "sweep: mean run, MLflow start to end (s)", "value": own / jobs},
+        {"measure": "sweep: per-job overhead, (wall - own) / N (s)", "value": per_job},
+        {"measure": "sweep: from one run's end to the next's start (s)", "value": between},
+        {"measure": "sweep: after the last run ended (s)", "value": after},
+    ]
+    for what, seconds in startup.items():
+        rows.append({"measure": f"{what}, start to exit (s)", "value": seconds[0]})
+    table = pd.DataFrame(rows)
+    table["min"] = [float("nan")] * 7 + [s[1] for s in startup.values()]
+    table["max"] = [float("nan")] * 7 + [s[2] for s in startup.values()]
+    summary = [
+        measure(f"sweep of {jobs} one-epoch runs: wall time (s)", wall),
+        measure("sweep: time until the first run started (s)", first),
+        measure("sweep: per-job overhead (s)", per_job),
+        *(measure(f"{what}: start to exit (s)", s[0]) for what, s in startup.items()),
+    ]
+    say(f"sweep: {wall:.1f} s for {jobs} runs, {per_job:.2f} s overhead per job")
+    return Part(
+        "sweep",
+        f"Per-job overhead of a `bench-train -m` grid of {jobs} one-epoch digits runs; start-up",
+        table,
+        about=(
+            f"`bench-train -m trainer.max_epochs=1 seed=0,...,{jobs - 1}` as a subprocess into a "
+            "fresh SQLite store. The runs' own time is the sum of their MLflow start-to-end "
+            "times; the per-job overhead spreads the rest of the wall time (start-up, the "
+            "sweep's checks, between runs, the end) over the runs. The start-up rows time a "
+            "whole command; the bad input must exit with 2 before any run."
+        ),
+        summary=summary,
+        errors=errors,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# report: the report over many synthetic runs
 
 SCHEDULES = ("constant", "step", "cosine", "cosine_restarts", "polynomial")
 LR_STEPS_PER_EPOCH = 10  # optimizer steps per epoch: the ``lr`` points of a run
@@ -193,45 +905,196 @@ def time_report(uri: str, runs: int, epochs: int, out: Path) -> float | str:
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["report"], help="what to time (the report)")
-    p.add_argument("--runs", type=int, nargs="+", default=[100, 1000], help="sizes, in runs")
-    p.add_argument("--epochs", type=int, default=100, help="epochs per run (default: 100)")
-    p.add_argument("--store", metavar="DIR", help="keep the store in DIR and reuse what it holds")
-    p.add_argument("--csv", metavar="PATH", help="also write the table as CSV")
-    args = p.parse_args(argv)
-
+def time_reports(sizes: list[int], epochs: int, store: str | None) -> Part:
+    rows, errors = [], []
     with contextlib.ExitStack() as stack:
-        folder = args.store or stack.enter_context(tempfile.TemporaryDirectory(prefix="perf-"))
+        folder = store or stack.enter_context(tempfile.TemporaryDirectory(prefix="perf-"))
         folder = Path(folder).resolve()
         folder.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{folder / 'mlflow.db'}"
-        print(f"store: {uri}", file=sys.stderr)
-        rows, errors = [], []
-        for runs in args.runs:
-            created = build(uri, runs, args.epochs)
-            loaded = time_load(uri, runs, args.epochs)
-            reported = time_report(uri, runs, args.epochs, folder / "reports")
+        say(f"report: store {uri}")
+        for runs in sizes:
+            say(f"report: building {runs} runs of {epochs} epochs (unless the store has them)")
+            created = build(uri, runs, epochs)
+            loaded = time_load(uri, runs, epochs)
+            say(f"report: the report over {runs} runs")
+            reported = time_report(uri, runs, epochs, folder / "reports")
             if isinstance(reported, str):
                 errors.append(f"report of {runs} runs failed: {reported}")
                 reported = float("nan")
             rows.append(
                 {
                     "runs": runs,
-                    "epochs": args.epochs,
+                    "epochs": epochs,
                     "create s": float("nan") if created is None else created,
                     "load s": loaded,
                     "report s": reported,
                 }
             )
-            print(f"{runs} runs done", file=sys.stderr)
-    table = pd.DataFrame(rows)
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}", na_rep="-"))
-    for error in errors:
-        print(error)
+            say(f"report: {runs} runs done")
+    summary = []
+    for row in rows:
+        what = f"report over {row['runs']:,} runs of {epochs} epochs (s)"
+        if row["runs"] >= REPORT_TARGET_RUNS:
+            limit = REPORT_TARGET_SECONDS
+            summary.append(
+                measure(what, row["report s"], f"<= {limit:g}", row["report s"] <= limit)
+            )
+        else:
+            summary.append(measure(what, row["report s"]))
+    return Part(
+        "report",
+        "The report over many synthetic runs",
+        pd.DataFrame(rows),
+        about=(
+            "Synthetic finished runs in a SQLite store, shaped like bench's: `create s` builds "
+            f"them ({WORKERS} writer processes), `load s` is `bench.tracking.load_runs`, "
+            "`report s` the whole `bench-report --all` (its loading included), in-process."
+        ),
+        summary=summary,
+        errors=errors,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def write_out(out: Path, parts: list[Part], summary: pd.DataFrame, command: str, when: str):
+    """``perf.md`` (the machine, the command, the summary and every table) and the CSVs."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(out / "summary.csv", index=False)
+    for part in parts:
+        part.table.to_csv(out / f"{part.name}.csv", index=False)
+    host = pd.DataFrame(list(machine().items()), columns=["", "machine"])
+    lines = [
+        "# What bench costs",
+        "",
+        f"Measured {when} with `{command}` (what `nox -s perf` runs; `bench/perf.py` says "
+        "what each part measures). Every table is also a CSV beside this file.",
+        "",
+        host.to_markdown(index=False),
+        "",
+        "## Summary",
+        "",
+        markdown(summary),
+    ]
+    for part in parts:
+        lines += [
+            "",
+            f"## {part.title}",
+            "",
+            part.about,
+            "",
+            markdown(part.table),
+        ]
+        lines += [f"\n{error}" for error in part.errors]
+    (out / "perf.md").write_text("\n".join(lines) + "\n")
+    say(f"wrote {out / 'perf.md'} and the CSVs beside it")
+
+
+def parser() -> argparse.ArgumentParser:
+    def show(value: Any) -> str:
+        if value is None:
+            return "the config's"
+        return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    def sizes(key: str) -> str:
+        return f"(default: {show(FULL[key])}; with --quick: {show(QUICK[key])})"
+
+    p = argparse.ArgumentParser(
+        prog="python -m bench.perf",
+        description="What bench costs: a bench run against a bare PyTorch loop, MLflow's share, "
+        "augmentation throughput, a sweep's per-job overhead, the report over many runs. "
+        "See the module's docstring (bench/perf.py) for what each part measures.",
+    )
+    p.add_argument(
+        "what", nargs="+", choices=[*PARTS, "all"], help="the parts to time, or all of them"
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes: a try-out of a few minutes")
+    p.add_argument("--out", metavar="DIR", help="write perf.md and a CSV per table to DIR")
+    p.add_argument(
+        "--csv", metavar="PATH", help="write the table (of several parts: the summary) as CSV"
+    )
+    p.add_argument("--repeats", type=int, help=f"timed repeats of each measure {sizes('repeats')}")
+    g = p.add_argument_group("train")
+    g.add_argument(
+        "--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS), help="(default: both)"
+    )
+    g.add_argument("--digits-epochs", type=int, help=f"epochs of digits {sizes('digits_epochs')}")
+    g.add_argument(
+        "--cifar-epochs", type=int, help=f"epochs of cifar10_cpu {sizes('cifar_epochs')}"
+    )
+    g.add_argument(
+        "--cifar-per-class",
+        type=int,
+        help=f"cifar10_cpu's training images per class {sizes('cifar_per_class')}",
+    )
+    g.add_argument(
+        "--cifar-root",
+        metavar="DIR",
+        help="real CIFAR-10 in torchvision's layout (default: random images in it)",
+    )
+    g = p.add_argument_group("augment")
+    g.add_argument("--images", type=int, help=f"training images of the epoch {sizes('images')}")
+    g.add_argument("--batch", type=int, default=128, help="batch size (default: 128)")
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, os.cpu_count() or 1),
+        help="the DataLoader's worker processes (default: one per core, at most 8)",
+    )
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch's CPU threads in this process (default: 1, as trainer.num_threads)",
+    )
+    g = p.add_argument_group("sweep")
+    g.add_argument("--jobs", type=int, help=f"runs of the grid {sizes('jobs')}")
+    g = p.add_argument_group("report")
+    g.add_argument("--runs", type=int, nargs="+", help=f"sizes, in runs {sizes('runs')}")
+    g.add_argument("--epochs", type=int, help=f"epochs per run {sizes('epochs')}")
+    g.add_argument("--store", metavar="DIR", help="keep the store in DIR and reuse what it holds")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser().parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    command = " ".join(["python -m bench.perf", *argv])
+    parts = []
+    wanted = [p for p in PARTS if p in args.what or "all" in args.what]
+    for name in wanted:
+        if name == "train":
+            part = time_train(
+                args.settings,
+                args.repeats,
+                args.digits_epochs,
+                args.cifar_epochs,
+                args.cifar_root,
+                args.cifar_per_class,
+            )
+        elif name == "augment":
+            part = time_augment(args.images, args.batch, args.workers, args.threads, args.repeats)
+        elif name == "sweep":
+            part = time_sweep(args.jobs, args.repeats)
+        else:
+            part = time_reports(args.runs, args.epochs, args.store)
+        print_part(part)
+        parts.append(part)
+    summary = pd.DataFrame([line for part in parts for line in part.summary])
+    if len(parts) > 1:
+        print("\nSummary")
+        print(shown(summary).to_string(index=False))
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        (summary if len(parts) > 1 else parts[0].table).to_csv(args.csv, index=False)
+    if args.out:
+        write_out(Path(args.out), parts, summary, command, when)
     return 0
 
 

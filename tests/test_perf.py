@@ -1,0 +1,74 @@
+"""`python -m bench.perf`: every part run for real at tiny sizes, its tables and files checked."""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from bench import perf
+
+
+def test_bare_loop_on_random_cifar10(tmp_path):
+    """The CIFAR-10 CPU study's setting, shrunk, on random images: the bare loop's image path
+    (uint8 batches augmented and normalised), on data the study's config reads."""
+    from bench.data.cifar10 import CIFAR10DataModule
+
+    root = perf.write_cifar10(tmp_path, train=5000, test=1000)
+    index = CIFAR10DataModule.index(root)
+    assert len(index.train_labels) == 5000 and len(index.test_labels) == 1000
+    assert np.bincount(index.train_labels).tolist() == [500] * 10
+    config = perf.compose(perf.setting_overrides("cifar10_cpu", 1, root, 20))
+    assert config["model"]["_target_"] == "bench.models.resnet"
+    done = perf.bare_run(config)
+    assert done["images"] == 200 and done["steps"] == 2  # 20 per class, batches of 128
+    assert done["wall"] > 0 and 0 <= done["test_acc"] <= 1
+
+
+def test_parts_tiny(tmp_path, capsys, monkeypatch):
+    """Every part but the report's (whose synthetic store takes long to build even small)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "perf"
+    argv = ["train", "augment", "sweep", "--out", str(out), "--repeats", "1"]
+    argv += ["--settings", "digits", "--digits-epochs", "1"]
+    argv += ["--images", "2000", "--workers", "1"]
+    argv += ["--jobs", "2"]
+    assert perf.main(argv) == 0
+    printed = capsys.readouterr().out
+    for title in ("bare PyTorch loop", "Augmentation throughput", "Per-job overhead", "Summary"):
+        assert title in printed
+
+    train = pd.read_csv(out / "train.csv")
+    assert train["setting"].tolist() == ["digits"]
+    assert train["epochs"].tolist() == [1]
+    for column in ("bench s", "bare s", "bench/bare", "MLflow s", "MLflow %", "store calls"):
+        assert (train[column] > 0).all(), column
+    assert (train["bench min"] <= train["bench max"]).all()
+    assert (train["MLflow %"] < 100).all()
+
+    augment = pd.read_csv(out / "augment.csv")
+    assert augment["path"].tolist() == ["device-resident", "DataLoader"]
+    assert augment["images"].tolist() == [2000, 2000]
+    assert (augment["images/s"] > 0).all()
+    assert augment["shape"].tolist() == ["3x32x32"] * 2
+
+    sweep = pd.read_csv(out / "sweep.csv").set_index("measure")["value"]
+    wall = sweep["sweep of 2 runs: wall time (s)"]
+    assert 0 < sweep["sweep: time until its first run started (s)"] < wall
+    assert 0 < sweep["sweep: the runs' own time, MLflow start to end (s)"] < wall
+    assert sweep["sweep: per-job overhead, (wall - own) / N (s)"] > 0
+    assert sweep["bench-train --help, start to exit (s)"] > 0
+    assert sweep["bench-train optimizer.lr=-1 (error), start to exit (s)"] > 0
+
+    assert not (out / "report.csv").exists()
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns) == ["measure", "value", "target", "met"]
+    assert all(math.isfinite(v) and v > 0 for v in summary["value"])
+    targeted = summary[summary["target"] != "-"]
+    assert len(targeted) == 3  # bench / bare, MLflow's share, the augmentation speed-up
+    assert set(targeted["met"]) <= {"yes", "no"}
+    assert set(summary.loc[summary["target"] == "-", "met"]) == {"-"}
+
+    md = (out / "perf.md").read_text()
+    for text in ("## Summary", "| GPU", "| torch", "| mlflow", "python -m bench.perf train"):
+        assert text in md
