@@ -26,14 +26,15 @@ def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
     if padding == 0:
         return x
     n, c, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
-    dy = torch.randint(0, 2 * padding + 1, (n, 1, 1, 1), device=x.device)
-    dx = torch.randint(0, 2 * padding + 1, (n, 1, 1, 1), device=x.device)
-    rows = dy + torch.arange(h, device=x.device).view(1, 1, h, 1)
-    cols = dx + torch.arange(w, device=x.device).view(1, 1, 1, w)
-    batch = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-    channel = torch.arange(c, device=x.device).view(1, c, 1, 1)
-    return padded[batch, channel, rows, cols]
+    k = 2 * padding + 1
+    padded = F.pad(x, (padding, padding, padding, padding)).contiguous()
+    dy = torch.randint(0, k, (n, 1, 1, 1), device=x.device)
+    dx = torch.randint(0, k, (n, 1, 1, 1), device=x.device)
+    # Every image's k x k possible crops as a view (no copy); then one window per image is
+    # copied out: a gather of whole windows, not of single pixels.
+    sn, sc, sh, sw = padded.stride()
+    windows = padded.as_strided((n, k, k, c, h, w), (sn, sh, sw, sc, sh, sw))
+    return windows[torch.arange(n, device=x.device), dy.view(n), dx.view(n)]
 
 
 def random_flip(x: torch.Tensor) -> torch.Tensor:
@@ -83,10 +84,10 @@ def prepare(
     size: int | None = None,
 ) -> torch.Tensor:
     """A uint8 batch to network inputs: (when ``train``) random crop and flip, then per-channel
-    normalisation, then a resize to ``size`` if set."""
-    x = to_float(x)
+    normalisation, then a resize to ``size`` if set. (Cropping and flipping the uint8 images
+    before they become floats moves a quarter of the bytes, for the same result.)"""
     if train:
         x = random_crop(x, crop_padding)
         if flip:
             x = random_flip(x)
-    return resize(normalize(x, mean, std), size)
+    return resize(normalize(to_float(x), mean, std), size)
