@@ -131,14 +131,19 @@ def test_random_crop_is_a_shifted_window_of_the_padded_image():
     assert torch.equal(augment.random_crop(x, padding=0), x)
 
 
-def test_random_flip_mirrors_about_half():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8])
+def test_random_flip_mirrors_about_half(dtype):
     torch.manual_seed(0)
-    x = torch.rand(400, 3, 4, 4)
+    x = (torch.rand(400, 3, 4, 4) * 255).to(dtype)
+    torch.manual_seed(1)
     out = augment.random_flip(x)
+    assert out.dtype == dtype
     flipped = [torch.equal(o, i.flip(2)) for o, i in zip(out, x, strict=True)]
     kept = [torch.equal(o, i) for o, i in zip(out, x, strict=True)]
     assert all(f or k for f, k in zip(flipped, kept, strict=True))
     assert 150 < sum(flipped) < 250
+    torch.manual_seed(1)  # the same draws whatever the images' type
+    assert torch.equal(augment.random_flip(x.float()), out.float())
 
 
 def test_channel_stats_match_numpy():

@@ -40,6 +40,9 @@ def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
 def random_flip(x: torch.Tensor) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
     flip = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < 0.5
+    if x.dtype == torch.uint8:  # a 0/1 blend: exact on integers, and faster than a select
+        chosen = flip.to(torch.uint8)
+        return x.flip(3) * chosen + x * (1 - chosen)
     return torch.where(flip, x.flip(3), x)
 
 
