@@ -234,3 +234,26 @@ def test_checkpoints_are_written_at_most_once_per_interval_and_at_the_last_epoch
     trainer.fit(module, datamodule=datamodule)
     expected = [0, 1, 2] if saves == 3 else [2]
     assert events == [e for epoch in expected for e in ("flush", epoch)]
+
+
+def test_the_gpu_settings_also_run_on_the_cpu_and_are_recorded(store):
+    """bf16 autocast, NHWC and non-deterministic kernels, asked for by name on the CPU (where
+    ``auto`` never picks them): the run trains, and its tags say what it used."""
+    train(
+        compose_run(
+            "trainer.max_epochs=1",
+            "trainer.precision=bf16-mixed",
+            "trainer.channels_last=true",
+            "trainer.deterministic=false",
+        )
+    )
+    train(compose_run("trainer.max_epochs=1", "rerun=true"))  # auto, on the CPU
+    experiment = store.get_experiment_by_name("digits").experiment_id
+    runs = store.search_runs([experiment], order_by=["attributes.start_time ASC"])
+    chosen, auto = (r.data.tags for r in runs)
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+    assert (chosen["bench.precision"], chosen["bench.channels_last"]) == ("bf16-mixed", "True")
+    assert chosen["bench.deterministic"] == "False"
+    assert (auto["bench.precision"], auto["bench.channels_last"]) == ("32-true", "False")
+    assert auto["bench.deterministic"] == "True"
+    assert runs[1].data.params["trainer.precision"] == "auto"  # the config as written
