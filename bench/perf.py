@@ -654,6 +654,12 @@ def time_augment(images: int, batch: int, workers: int, threads: int, repeats: i
             speedup,
             f">= {AUGMENT_SPEEDUP_TARGET:g}",
             speedup >= AUGMENT_SPEEDUP_TARGET,
+            why=(
+                f"{1000 * batch / device_rate:.2f} ms per batch of {batch} on the device path: "
+                "cutting the batch from the data, the crop (one gather of whole windows), the "
+                "flip and the normalisation (`bench/data/augment.py`); a small batch pays the "
+                "ops' fixed costs more often"
+            ),
         ),
     ]
     say(f"augment: {device_rate:,.0f} against {loader_rate:,.0f} images/s")
@@ -964,8 +970,12 @@ def time_reports(sizes: list[int], epochs: int, store: str | None) -> Part:
         what = f"report over {row['runs']:,} runs of {epochs} epochs (s)"
         if row["runs"] >= REPORT_TARGET_RUNS:
             limit = REPORT_TARGET_SECONDS
+            why = (
+                f"loading the runs: {row['load s']:.2f} s (`bench.tracking.load_runs`); the rest "
+                "is the tables, the statistics and the figures (`bench.report`)"
+            )
             summary.append(
-                measure(what, row["report s"], f"<= {limit:g}", row["report s"] <= limit)
+                measure(what, row["report s"], f"<= {limit:g}", row["report s"] <= limit, why)
             )
         else:
             summary.append(measure(what, row["report s"]))

@@ -62,12 +62,16 @@ def test_parts_tiny(tmp_path, capsys, monkeypatch):
     assert not (out / "report.csv").exists()
 
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary.columns) == ["measure", "value", "target", "met"]
+    why = "where the time goes (when missed)"
+    assert list(summary.columns) == ["measure", "value", "target", "met", why]
     assert all(math.isfinite(v) and v > 0 for v in summary["value"])
     targeted = summary[summary["target"] != "-"]
     assert len(targeted) == 3  # bench / bare, MLflow's share, the augmentation speed-up
     assert set(targeted["met"]) <= {"yes", "no"}
     assert set(summary.loc[summary["target"] == "-", "met"]) == {"-"}
+    # A missed target says where the time goes; a met one, or one without a target, says nothing.
+    explained = summary[why].fillna("").str.len() > 0
+    assert (explained == (summary["met"] == "no")).all()
 
     md = (out / "perf.md").read_text()
     for text in ("## Summary", "| GPU", "| torch", "| mlflow", "python -m bench.perf train"):
