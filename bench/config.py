@@ -352,6 +352,16 @@ def problems(cfg: Mapping[str, Any]) -> list[str]:
 
 
 def _trainer_problems(cfg: Mapping[str, Any]) -> list[str]:
+    devices = _get(cfg, "trainer.devices")
+    many = (integer(devices) and (devices > 1 or devices == -1)) or (
+        isinstance(devices, list | tuple) and len(devices) > 1
+    )
+    if many and _get(cfg, "data.on_device") is True:
+        return [
+            f"data.on_device: true with trainer.devices={devices}: batches cut on the device are "
+            "not split between devices (each would train on all of them); allowed: "
+            "trainer.devices=1, or data.on_device=false (a DataLoader, which Lightning splits)"
+        ]
     every, epochs = _get(cfg, "trainer.check_val_every_n_epoch"), _get(cfg, "trainer.max_epochs")
     if COUNT[0](every) and COUNT[0](epochs) and epochs % every:
         divisors = [d for d in range(1, epochs + 1) if epochs % d == 0]

@@ -128,7 +128,7 @@ class Classifier(pl.LightningModule):
                 # The same batches every time, drawn without moving the training order.
                 with torch.random.fork_rng():  # CPU and every CUDA device
                     torch.manual_seed(optim.BN_SEED)
-                    loader = self.trainer.datamodule.train_dataloader()
+                    loader = self.trainer.datamodule.train_dataloader(augmented=False)
                     batches = prepared_batches(self, loader, self.bn_batches)
                 optim.recalibrate_batchnorm(self, [x for x, _ in batches])
 
@@ -260,16 +260,18 @@ class Snapshots(Callback):
 class MlflowRecorder(Callback):
     """Feeds a run's metrics to its ``RunRecorder``.
 
-    Per optimizer step (step = 0-based optimizer step; buffered, written once per epoch):
+    Per optimizer step (step = 0-based optimizer step; buffered, written as below):
     ``lr``, the LR the step used (the head's, when the backbone has its own), ``lr_backbone``
     when it differs, ``weight_decay`` when it is coupled to the LR (the first group's), and
     ``train_loss_step``, the loss of the batch that stepped.
     Per epoch (step = epoch number, 1 after the first epoch): ``train_loss``, the mean batch loss
     of the epoch, ``val_acc`` and ``val_loss``. At the end: ``test_acc``.
 
-    Metrics reach the store every ``FLUSH_SECONDS`` (checked at an epoch's end), before every
-    checkpoint and when training ends; a store write costs milliseconds, which would be a fair
-    share of a short run's epoch.
+    Metrics reach the store when training ends and, before that, with every checkpoint
+    (``EpochCheckpoint`` flushes them), or, for a run without checkpoints, every
+    ``FLUSH_SECONDS`` (checked at an epoch's end): a store write costs milliseconds, a fair
+    share of a short run's epoch. So the store never holds steps that the checkpoint a run
+    resumes from does not cover.
 
     The batches' losses stay on the device until they are read back together: every
     ``SYNC_EVERY`` batches on a GPU (every batch on the CPU, where reading costs nothing) and at
@@ -289,6 +291,7 @@ class MlflowRecorder(Callback):
         self._pending: list[tuple[int, bool, dict[str, float], torch.Tensor]] = []
         self._epoch_losses: list[float] = []
         self._sync_every = 1
+        self.flush_seconds: float | None = self.FLUSH_SECONDS  # None: flushed by checkpoints
         self._flushed = time.monotonic()
 
     def on_fit_start(self, trainer, pl_module):
@@ -343,7 +346,8 @@ class MlflowRecorder(Callback):
             mean = sum(self._epoch_losses) / len(self._epoch_losses)
             self.recorder.add({"train_loss": mean}, step=trainer.current_epoch + 1)
         self._epoch_losses.clear()
-        if time.monotonic() - self._flushed >= self.FLUSH_SECONDS:
+        due = self.flush_seconds is not None
+        if due and time.monotonic() - self._flushed >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
@@ -466,7 +470,11 @@ class EpochCheckpoint(ModelCheckpoint):
         self._last = time.monotonic()
 
     def on_train_epoch_end(self, trainer, pl_module):
-        last = trainer.current_epoch + 1 >= (trainer.max_epochs or 0) or trainer.should_stop
+        last = (
+            trainer.current_epoch + 1 >= (trainer.max_epochs or 0)
+            or 0 < trainer.max_steps <= trainer.global_step
+            or trainer.should_stop
+        )
         if last or time.monotonic() - self._last >= self.seconds:
             self.flush()
             super().on_train_epoch_end(trainer, pl_module)

@@ -557,8 +557,8 @@ def time_train(
                     why=(
                         f"{store:.2f} s per run in the store ({bench[-1]['top']}): the run "
                         "record, its params, config and weights, and every metric point "
-                        "(written in batches: at most every 10 s, before a checkpoint, at the "
-                        "end); a fixed cost per run, large beside a short run"
+                        "(written in batches, with each checkpoint and at the end); a fixed cost "
+                        "per run, large beside a short run"
                     ),
                 ),
             ]

@@ -84,7 +84,11 @@ def settle(config: Mapping[str, Any]) -> dict[str, Any]:
     import torch
 
     cuda = uses_cuda(config)
-    bf16 = cuda and torch.cuda.is_bf16_supported()
+    bf16 = False
+    if cuda:  # native bf16 on the run's GPU (an emulated one is slower than float16)
+        devices = config["trainer"].get("devices")
+        with torch.cuda.device(devices[0] if isinstance(devices, list) else 0):
+            bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
     return {**config, "trainer": device_settings(config["trainer"], cuda, bf16)}
 
 
@@ -219,7 +223,8 @@ def train(
     experiment ``experiment_id`` of ``tracking_uri``, nested under ``parent_run_id`` if given
     and tagged with the command-line ``overrides`` that made it and its identity
     (``bench.key``). The final weights go to ``output_dir/weights.pt`` when ``output_dir`` is
-    given; so does a checkpoint at the end of every epoch (``output_dir/checkpoints/<run
+    given; so does a checkpoint at an epoch's end, at most once per
+    ``trainer.checkpoint_seconds`` and at the last epoch (``output_dir/checkpoints/<run
     id>.ckpt``, deleted when the run finishes), unless ``trainer.enable_checkpointing`` is false.
     ``resume_from`` (a ``resume`` decision) continues an earlier MLflow run from its checkpoint.
     A loss that turns NaN, infinite or above ``trainer.max_loss`` stops training there: the run
@@ -288,6 +293,7 @@ def train(
         if checkpoint:
             every = config["trainer"].get("checkpoint_seconds", 0)
             saver = lightning.EpochCheckpoint(checkpoint, metrics_callback.flush, every)
+            metrics_callback.flush_seconds = None  # written with each checkpoint instead
             callbacks += [lightning.RandomState(), saver]
         trainer = pl.Trainer(
             **trainer_kw,

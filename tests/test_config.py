@@ -313,6 +313,7 @@ DIGITS_RUN = "a run of 270 optimizer steps (18 per epoch x 15 epochs)"  # 1149 i
         ),
         (["+trainer.max_steps=0"], "trainer.max_steps: got 0; allowed: -1 (no limit) or an"),
         (["trainer.deterministic=sometimes"], "trainer.deterministic: got 'sometimes'; allowed:"),
+        (["trainer.devices=2"], "data.on_device: true with trainer.devices=2: batches cut on"),
         (["trainer.max_loss=-1"], "trainer.max_loss: got -1; allowed: null or a number > 0"),
     ],
 )

@@ -100,6 +100,26 @@ def test_augmented_batches_have_the_networks_shape_type_and_range(cifar_archive)
     assert torch.equal(x, augment.normalize(augment.to_float(images), dm.mean, dm.std))
 
 
+def test_unaugmented_training_batches_are_the_same_on_either_path(cifar_archive):
+    """What BatchNorm recalibration reads: the training images in a fresh order, never cropped
+    or flipped, and the same on either path (not the DataLoader workers' augmented ones)."""
+    batches = []
+    for on_device in (True, False):
+        dm = cifar_module(cifar_archive, on_device)
+        torch.manual_seed(5)
+        loader = dm.train_dataloader(augmented=False)
+        batches.append([dm.prepare_batch(b, train=False) for b in loader])
+    for (x, y), (x2, y2) in zip(*batches, strict=True):
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_the_dataloader_path_crops_images_that_are_not_square(cifar_archive):
+    dm = cifar_module(cifar_archive, False)
+    dm.splits["train"].images = torch.randint(0, 256, (8, 3, 24, 40), dtype=torch.uint8)
+    transform = dm.image_transform(train=True)
+    assert {tuple(transform(image).shape) for image in dm.splits["train"].images} == {(3, 24, 40)}
+
+
 def outcomes(image: torch.Tensor, mean, std) -> torch.Tensor:
     """Every input one uint8 image can become: 9 x 9 crop offsets x (flipped or not), normalised,
     indexed ``(dy * 9 + dx) * 2 + flipped``."""

@@ -116,7 +116,8 @@ class DigitsDataModule(pl.LightningDataModule):
             self._placed[split] = held
         return DeviceBatches(*held, batch_size=batch_size, shuffle=shuffle)
 
-    def train_dataloader(self):
+    def train_dataloader(self, augmented: bool = True):
+        """The training batches (never augmented), in a fresh order every epoch."""
         return self._batches("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self):

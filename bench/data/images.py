@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
+    RandomSampler,
     SequentialSampler,
     TensorDataset,
 )
@@ -94,6 +95,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.splits: dict[str, Split] = {}
         self._placed: dict[str, Split] = {}  # the splits on the run's device
+        self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.classes: list[str] = []
         self.mean: list[float] = []
         self.std: list[float] = []
@@ -200,17 +202,24 @@ class ImageDataModule(pl.LightningDataModule):
         # Each batch is one indexing of the in-memory tensors: no per-image Python work.
         return DataLoader(TensorDataset(data.images, data.labels), batch_size=None, sampler=sampler)
 
-    def train_dataloader(self):
+    def train_dataloader(self, augmented: bool = True):
+        """The training batches, in a fresh order every epoch; ``augmented=False`` (BatchNorm
+        recalibration) gives them as uint8 images, normalised only by ``prepare_batch``."""
         if self.on_device:
             data = self.placed("train")
             return DeviceBatches(data.images, data.labels, batch_size=self.batch_size, shuffle=True)
         data = self.splits["train"]
+        if not augmented:  # in this process, drawn as the workers' loader draws its order
+            batches = BatchSampler(RandomSampler(range(len(data))), self.batch_size, False)
+            return self._loader("train", batches)
         return DataLoader(
             TransformedImages(data, self.image_transform(train=True)),
             batch_size=self.batch_size,
             shuffle=True,  # the order follows torch's global RNG, which the run's seed sets
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            # Workers started afresh every epoch take their seeds from the global generator,
+            # which checkpoints restore: a resumed run draws what an unstopped one would.
+            persistent_workers=False,
             pin_memory=self.device.type == "cuda",
         )
 
@@ -234,7 +243,8 @@ class ImageDataModule(pl.LightningDataModule):
 
         steps = []
         if train and self.augment:
-            steps += [v2.RandomCrop(int(self.splits["train"].images.shape[-1]), padding=4)]
+            size = tuple(self.splits["train"].images.shape[-2:])  # (height, width)
+            steps += [v2.RandomCrop(size, padding=4)]
             steps += [v2.RandomHorizontalFlip()]
         steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
         return v2.Compose(steps)
@@ -245,8 +255,20 @@ class ImageDataModule(pl.LightningDataModule):
         training batch comes already augmented and normalised. Then resize, if asked."""
         x, y = batch
         if x.dtype == torch.uint8:
-            x = augment.prepare(x, self.mean, self.std, train=train and self.augment)
+            mean, std = self.stats_on(x.device)
+            x = augment.prepare(x, mean, std, train=train and self.augment)
         return augment.resize(x, self.resize), y
+
+    def stats_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normalisation's mean and std as tensors on ``device``, made once: building them
+        from lists at every batch would copy them to a GPU and wait for it each time."""
+        held = self._stats.get(device)
+        if held is None:
+            held = tuple(
+                torch.tensor(v, dtype=torch.float32, device=device) for v in (self.mean, self.std)
+            )
+            self._stats[device] = held
+        return held
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         training = self.trainer is not None and self.trainer.training
