@@ -349,17 +349,20 @@ def test_more_gpus_than_the_machine_has(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with two GPUs
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    # (Data on the device serves one device: these runs read it through a DataLoader.)
+    loader = "data.on_device=false"
     for devices in ("4", "[0,3]"):
-        found = app_problems("trainer.accelerator=gpu", f"trainer.devices={devices}")
+        found = app_problems("trainer.accelerator=gpu", f"trainer.devices={devices}", loader)
         assert found == [
             f"trainer.devices: got {4 if devices == '4' else [0, 3]} but this machine has 2 CUDA "
             'GPUs; allowed here: an integer in [1, 2], -1 (all), "auto", or a list of indices in '
             "[0, 1]"
         ]
     for devices in ("1", "2", "-1", "auto", "[1]"):
-        assert app_problems("trainer.accelerator=gpu", f"trainer.devices={devices}") == []
+        assert app_problems("trainer.accelerator=gpu", f"trainer.devices={devices}", loader) == []
     # Two processes: Lightning shards the batches, so the run's length is not checked.
-    assert app_problems("trainer.devices=2", "schedule=cyclic", "schedule.cycles=1000") == []
+    two = ("trainer.devices=2", loader)
+    assert app_problems(*two, "schedule=cyclic", "schedule.cycles=1000") == []
     assert app_problems("trainer.devices=1", "schedule=cyclic", "schedule.cycles=1000") != []
 
 
