@@ -222,12 +222,14 @@ def _guarded(app) -> None:
 
 def main() -> None:
     """``bench-train``: one run, or a grid with ``-m``."""
+    tracking.exit_quickly()
     _preflight("train")
     _guarded(_train_app)
 
 
 def sweep_main() -> None:
     """``bench``: the default sweep, always as a Hydra multirun."""
+    tracking.exit_quickly()
     args = sys.argv[1:]
     if not any(a in ("-m", "--multirun") or a in _NO_RUN_FLAGS for a in args):
         sys.argv.insert(1, "--multirun")
@@ -237,5 +239,6 @@ def sweep_main() -> None:
 
 def lr_find_main() -> None:
     """``bench-lr-find``: the LR range test."""
+    tracking.exit_quickly()
     _preflight("lr_find")
     _guarded(_lr_find_app)

@@ -48,10 +48,26 @@ def sweep(tmp_path_factory):
     assert train.returncode == 0, train.stderr[-3000:]
     report = run("bench-report", "--sweep", "latest", cwd=root)
     assert report.returncode == 0, report.stderr[-3000:]
+    # The store's file alone, copied before anything else opens it: the commands closed their
+    # connections at exit, so nothing of theirs is left in a write-ahead log beside it.
+    (root / "copied").mkdir()
+    shutil.copy(root / "mlflow.db", root / "copied" / "mlflow.db")
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("digits")
     runs = client.search_runs([experiment.experiment_id])
     return root, train, report, client, runs
+
+
+def test_the_store_file_alone_holds_every_run_after_the_commands_exit(sweep):
+    root, _, _, client, runs = sweep
+    copied = MlflowClient(f"sqlite:///{root / 'copied' / 'mlflow.db'}")
+    experiment = copied.get_experiment_by_name("digits")
+    assert experiment is not None
+    again = {r.info.run_id: r for r in copied.search_runs([experiment.experiment_id])}
+    assert set(again) == {r.info.run_id for r in runs}
+    for r in runs:
+        assert again[r.info.run_id].info.status == r.info.status
+        assert again[r.info.run_id].data.metrics == r.data.metrics
 
 
 def sweep_report(root: Path) -> Path:
