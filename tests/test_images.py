@@ -112,10 +112,13 @@ def test_empty_class_folder_is_an_error(tmp_path):
         ImageFolderDataModule.index(tmp_path)
 
 
-def test_random_crop_is_a_shifted_window_of_the_padded_image():
+@pytest.mark.parametrize("shape", [(64, 3, 8, 8), (64, 1, 6, 9), (64, 4, 9, 5)])
+def test_random_crop_is_a_shifted_window_of_the_padded_image(shape):
     torch.manual_seed(0)
-    x = torch.rand(64, 3, 8, 8)
+    x = torch.rand(*shape)
+    h, w = shape[2:]
     out = augment.random_crop(x, padding=2)
+    assert out.shape == x.shape
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     offsets = set()
     for i in range(len(x)):
@@ -123,7 +126,7 @@ def test_random_crop_is_a_shifted_window_of_the_padded_image():
             (dy, dx)
             for dy in range(5)
             for dx in range(5)
-            if torch.equal(out[i], padded[i, :, dy : dy + 8, dx : dx + 8])
+            if torch.equal(out[i], padded[i, :, dy : dy + h, dx : dx + w])
         ]
         assert len(hits) == 1
         offsets.add(hits[0])

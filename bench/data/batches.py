@@ -47,6 +47,7 @@ class DeviceBatches:
         for start in range(0, n, self.batch_size):
             if self.shuffle:
                 index = order[start : start + self.batch_size]
-                yield tuple(t[index] for t in self.tensors)
+                # the rows t[index], by index_select: many times faster than advanced indexing
+                yield tuple(t.index_select(0, index) for t in self.tensors)
             else:
                 yield tuple(t[start : start + self.batch_size] for t in self.tensors)
