@@ -18,7 +18,8 @@ its target (``--out DIR`` also writes ``perf.md``, the machine described, and a 
   the median, min and max seconds and the ratio of the medians, bench / bare. MLflow's share is
   the time spent inside the store calls of ``bench.tracking`` (every write of a run's
   ``RunRecorder`` goes through ``tracking.retrying``, which is timed here) over the run's wall
-  time, the median over the timed runs.
+  time, the median over the timed runs; beside it, the time spent writing the run's checkpoint
+  and final weights (``AtomicCheckpointIO.save_checkpoint`` and ``torch.save``, timed).
 - ``augment``: training-batch throughput, images/s, of ``bench.data.CIFAR10DataModule`` on
   ``--images`` random 32x32 uint8 images, batches of ``--batch``: ``on_device=True`` (batches
   cut from the tensors on the device, cropped, flipped and normalised whole by
@@ -344,17 +345,65 @@ class StoreTimer:
         return ", ".join(f"{name} {count}x {seconds:.2f} s" for name, (count, seconds) in top)
 
 
+class FileTimer:
+    """Times the run's checkpoint and weights files written inside the ``with`` block: every
+    ``AtomicCheckpointIO.save_checkpoint`` (serialising, writing, fsync, rename) and every
+    ``torch.save`` (the final weights); calls nested in another are counted once."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self._depth = 0
+        self._saved: list[tuple[Any, str, Callable]] = []
+
+    def _wrap(self, owner: Any, name: str) -> None:
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            self._depth += 1
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                if not self._depth:
+                    self.seconds += time.perf_counter() - start
+
+        self._saved.append((owner, name, original))
+        setattr(owner, name, timed)
+
+    def __enter__(self) -> FileTimer:
+        import torch
+
+        from bench.lightning import AtomicCheckpointIO
+
+        self._wrap(AtomicCheckpointIO, "save_checkpoint")
+        self._wrap(torch, "save")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for owner, name, original in reversed(self._saved):
+            setattr(owner, name, original)
+        self._saved.clear()
+
+
 def bench_run(config: Mapping[str, Any], uri: str, experiment_id: str, folder: Path) -> dict:
-    """One bench run in this process: wall seconds, seconds in store calls, store calls."""
+    """One bench run in this process: wall seconds, seconds in store calls, store calls,
+    seconds writing its checkpoint and weights files."""
     from bench import run
 
     output_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
-    with StoreTimer() as store:
+    with StoreTimer() as store, FileTimer() as files:
         start = time.perf_counter()
         run.train(config, tracking_uri=uri, experiment_id=experiment_id, output_dir=output_dir)
         wall = time.perf_counter() - start
     shutil.rmtree(output_dir, ignore_errors=True)
-    return {"wall": wall, "store": store.seconds, "calls": store.calls, "top": store.costliest()}
+    return {
+        "wall": wall,
+        "store": store.seconds,
+        "calls": store.calls,
+        "top": store.costliest(),
+        "files": files.seconds,
+    }
 
 
 def _split(datamodule, name: str) -> tuple[Any, Any]:
@@ -522,6 +571,7 @@ def time_train(
                     "target": f"<= {RATIO_TARGETS[setting]:.2f}",
                     "MLflow s": statistics.median(r["store"] for r in bench),
                     "MLflow %": share,
+                    "files s": statistics.median(r["files"] for r in bench),
                     "store calls": int(statistics.median(r["calls"] for r in bench)),
                     "costliest store calls (last run)": bench[-1]["top"],
                 }
@@ -530,8 +580,9 @@ def time_train(
             what = f"{setting}, {n} epoch{'s' * (n != 1)}"
             limit = RATIO_TARGETS[setting]
             store = statistics.median(r["store"] for r in bench)
+            files = statistics.median(r["files"] for r in bench)
             steps = bare[0]["steps"]
-            beyond = (walls[0] - bares[0] - store) / steps * 1000
+            beyond = (walls[0] - bares[0] - store - files) / steps * 1000
             summary += [
                 measure(f"{what}: bench run (s)", walls[0]),
                 measure(f"{what}: bare PyTorch loop (s)", bares[0]),
@@ -542,7 +593,9 @@ def time_train(
                     ratio <= limit,
                     why=(
                         f"{walls[0] - bares[0]:.2f} s more than the bare loop: {store:.2f} s in "
-                        f"the store (next row), and {beyond:.1f} ms per optimizer step ({steps}) "
+                        f"the store (next row), {files:.2f} s writing the checkpoint and the "
+                        "final weights (what a killed run resumes from; the bare loop writes "
+                        f"none), and {beyond:.1f} ms per optimizer step ({steps}) "
                         "in Lightning's loop, which calls its hooks, closures and progress "
                         "bookkeeping around every step (cProfile: `_call_callback_hooks`, "
                         "`_call_lightning_module_hook`, `Module.__setattr__`); a fixed cost per "
@@ -574,7 +627,8 @@ def time_train(
             "data tensors, batch size, seed, augmentation, optimizer steps, SGD and LR schedule "
             "(LambdaLR), validation passes and test pass; both after a warm-up run. "
             "`bench/bare` is the ratio of the medians. `MLflow s` and `MLflow %`: the time in "
-            "the run's store calls, and its share of the run's wall time (median). "
+            "the run's store calls, and its share of the run's wall time (median). `files s`: "
+            "the time writing the run's checkpoint and final weights (median). "
             f"CIFAR-10: {data}."
         ),
         summary=summary,

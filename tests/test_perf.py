@@ -40,10 +40,12 @@ def test_parts_tiny(tmp_path, capsys, monkeypatch):
     train = pd.read_csv(out / "train.csv")
     assert train["setting"].tolist() == ["digits"]
     assert train["epochs"].tolist() == [1]
-    for column in ("bench s", "bare s", "bench/bare", "MLflow s", "MLflow %", "store calls"):
+    for column in ("bench s", "bare s", "bench/bare", "MLflow s", "MLflow %", "files s"):
         assert (train[column] > 0).all(), column
     assert (train["bench min"] <= train["bench max"]).all()
     assert (train["MLflow %"] < 100).all()
+    assert (train["store calls"] > 0).all()
+    assert (train["files s"] < train["bench s"]).all()
 
     augment = pd.read_csv(out / "augment.csv")
     assert augment["path"].tolist() == ["device-resident", "DataLoader"]
