@@ -302,62 +302,26 @@ def setting_overrides(
     return overrides
 
 
-class StoreTimer:
-    """Times every store call of ``bench.tracking`` made inside the ``with`` block: all of them
-    go through ``tracking.retrying`` (the ``RunRecorder``'s writes, their retries and pauses on
-    a locked store included); calls nested in another are counted once."""
+class CallTimer:
+    """Times every call of the functions ``targets`` names, ``(owner, attribute)`` pairs, made
+    inside the ``with`` block (each replaced by a timed wrapper for its duration); a call made
+    inside another timed call is counted once, in the outer one. ``name(attribute, args)``
+    labels a call for ``costliest``."""
 
-    def __init__(self):
+    def __init__(
+        self,
+        targets: list[tuple[Any, str]],
+        name: Callable[[str, tuple], str] = lambda attribute, args: attribute,
+    ):
+        self.targets = targets
+        self.name = name
         self.seconds = 0.0
         self.calls = 0
-        self.by_name: dict[str, list[float]] = {}  # call -> [count, seconds]
-        self._depth = 0
-        self._original: Callable | None = None
-
-    def __enter__(self) -> StoreTimer:
-        original = self._original = tracking.retrying
-
-        def timed(function, *args, **kwargs):
-            if self._depth:
-                return original(function, *args, **kwargs)
-            self._depth += 1
-            start = time.perf_counter()
-            try:
-                return original(function, *args, **kwargs)
-            finally:
-                seconds = time.perf_counter() - start
-                self.seconds += seconds
-                self.calls += 1
-                self._depth -= 1
-                name = getattr(function, "__name__", "?")
-                count, total = self.by_name.get(name, (0, 0.0))
-                self.by_name[name] = [count + 1, total + seconds]
-
-        tracking.retrying = timed
-        return self
-
-    def __exit__(self, *exc) -> None:
-        tracking.retrying = self._original
-
-    def costliest(self, n: int = 3) -> str:
-        """The ``n`` calls that took longest in all: ``name count x seconds``."""
-        top = sorted(self.by_name.items(), key=lambda item: -item[1][1])[:n]
-        return ", ".join(f"{name} {count}x {seconds:.2f} s" for name, (count, seconds) in top)
-
-
-class FileTimer:
-    """Times the run's checkpoint and weights files written inside the ``with`` block: every
-    ``AtomicCheckpointIO.save_checkpoint`` (serialising, writing, fsync, rename) and every
-    ``torch.save`` (the final weights); calls nested in another are counted once."""
-
-    def __init__(self):
-        self.seconds = 0.0
+        self.by_name: dict[str, list[float]] = {}  # label -> [count, seconds]
         self._depth = 0
         self._saved: list[tuple[Any, str, Callable]] = []
 
-    def _wrap(self, owner: Any, name: str) -> None:
-        original = getattr(owner, name)
-
+    def _timed(self, attribute: str, original: Callable) -> Callable:
         def timed(*args, **kwargs):
             self._depth += 1
             start = time.perf_counter()
@@ -366,24 +330,50 @@ class FileTimer:
             finally:
                 self._depth -= 1
                 if not self._depth:
-                    self.seconds += time.perf_counter() - start
+                    seconds = time.perf_counter() - start
+                    self.seconds += seconds
+                    self.calls += 1
+                    label = self.name(attribute, args)
+                    count, total = self.by_name.get(label, (0, 0.0))
+                    self.by_name[label] = [count + 1, total + seconds]
 
-        self._saved.append((owner, name, original))
-        setattr(owner, name, timed)
+        return timed
 
-    def __enter__(self) -> FileTimer:
-        import torch
-
-        from bench.lightning import AtomicCheckpointIO
-
-        self._wrap(AtomicCheckpointIO, "save_checkpoint")
-        self._wrap(torch, "save")
+    def __enter__(self) -> CallTimer:
+        for owner, attribute in self.targets:
+            original = getattr(owner, attribute)
+            self._saved.append((owner, attribute, original))
+            setattr(owner, attribute, self._timed(attribute, original))
         return self
 
     def __exit__(self, *exc) -> None:
-        for owner, name, original in reversed(self._saved):
-            setattr(owner, name, original)
+        for owner, attribute, original in reversed(self._saved):
+            setattr(owner, attribute, original)
         self._saved.clear()
+
+    def costliest(self, n: int = 3) -> str:
+        """The ``n`` labels whose calls took longest in all: ``label count x seconds``."""
+        top = sorted(self.by_name.items(), key=lambda item: -item[1][1])[:n]
+        return ", ".join(f"{name} {count}x {seconds:.2f} s" for name, (count, seconds) in top)
+
+
+def store_timer() -> CallTimer:
+    """The run's store calls: all of them go through ``tracking.retrying`` (the
+    ``RunRecorder``'s writes, their retries and pauses on a locked store included), labelled
+    by the MLflow call made."""
+    return CallTimer(
+        [(tracking, "retrying")], name=lambda _, args: getattr(args[0], "__name__", "?")
+    )
+
+
+def file_timer() -> CallTimer:
+    """The run's checkpoint and weights files: ``AtomicCheckpointIO.save_checkpoint``
+    (serialising, writing, fsync, rename) and ``torch.save`` (the final weights)."""
+    import torch
+
+    from bench.lightning import AtomicCheckpointIO
+
+    return CallTimer([(AtomicCheckpointIO, "save_checkpoint"), (torch, "save")])
 
 
 def bench_run(config: Mapping[str, Any], uri: str, experiment_id: str, folder: Path) -> dict:
@@ -392,7 +382,7 @@ def bench_run(config: Mapping[str, Any], uri: str, experiment_id: str, folder: P
     from bench import run
 
     output_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
-    with StoreTimer() as store, FileTimer() as files:
+    with store_timer() as store, file_timer() as files:
         start = time.perf_counter()
         run.train(config, tracking_uri=uri, experiment_id=experiment_id, output_dir=output_dir)
         wall = time.perf_counter() - start

@@ -50,8 +50,8 @@ def random_flip(x: torch.Tensor) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, mean, std, inplace: bool = False) -> torch.Tensor:
-    """Per-channel ``(x - mean) / std``; with ``inplace``, written over ``x`` (the same numbers
-    without two new batch-sized tensors, which on a CPU cost more than the arithmetic)."""
+    """Per-channel ``(x - mean) / std``; with ``inplace``, written over ``x`` (the same numbers,
+    without allocating two more batch-sized tensors)."""
     mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     std = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     if inplace:
