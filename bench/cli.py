@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bench import config as bench_config
-from bench import launch, resume, run, tracking  # launch: the launcher configs' resolvers
+from bench import launch, resume, run, sequential, tracking  # launch: the launchers' resolvers
 from bench.sweep import Sweep, abort, interrupted, run_config
 
 log = logging.getLogger("bench")
@@ -234,6 +234,8 @@ def sweep_main() -> None:
     if not any(a in ("-m", "--multirun") or a in _NO_RUN_FLAGS for a in args):
         sys.argv.insert(1, "--multirun")
     _preflight("sweep")
+    if sequential.requested(sys.argv[1:]):
+        sys.exit(sequential.main(sys.argv[1:]))
     _guarded(_sweep_app)
 
 

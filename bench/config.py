@@ -162,6 +162,7 @@ OPTIONAL: dict[str, Rule] = {
     "optimizer.wd_norm_and_bias": BOOLEAN,
     "optimizer.wd_coupled": BOOLEAN,
     "optimizer.bn_batches": COUNT,
+    "optimizer.lr_scale": POSITIVE,
     "lr_find.min_lr": POSITIVE,
     "lr_find.max_lr": POSITIVE,
     "lr_find.steps": COUNT,
@@ -180,7 +181,7 @@ OPTIONAL: dict[str, Rule] = {
 # Keys that bench reads itself; the others go to the class the node builds.
 OWN_TRAINER_KEYS = ("channels_last", "max_loss", "num_threads", "compile", "checkpoint_seconds")
 OWN_MODEL_KEYS = ("label_smoothing",)
-OWN_OPTIMIZER_KEYS = ("wd_norm_and_bias", "wd_coupled", "bn_batches")  # see bench.optim
+OWN_OPTIMIZER_KEYS = ("wd_norm_and_bias", "wd_coupled", "bn_batches", "lr_scale")  # see bench.optim
 
 # Model arguments that the data decides.
 FROM_DATA = ("num_classes", "in_channels", "image_size")

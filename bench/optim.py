@@ -10,7 +10,11 @@ optimizer's class):
   through the schedule, ``weight_decay_t = weight_decay * base_lr / lr_t``, so the shrinkage per
   step does not fall with the LR (PyTorch's AdamW and SGD multiply the decay by the LR);
 - ``bn_batches`` (schedule-free only, default 50): training batches used to recompute the
-  BatchNorm statistics under the evaluation weights.
+  BatchNorm statistics under the evaluation weights;
+- ``lr_scale`` (default 1): the optimizer runs at ``lr x lr_scale``. Schedule-free SGD sets 10:
+  its authors find rates 10-50x the classical SGD rate a good start, so a study's
+  ``optimizer.lr`` (the classical rate its schedules start from) lands on schedule-free's own
+  scale whichever optimizer the command picks.
 """
 
 from __future__ import annotations

@@ -68,6 +68,10 @@ class Options:
     metric: str = analysis.HEADLINE
     claims: Sequence[claims_mod.Claim] = ()
     formats: Sequence[str] = ("png", "svg")
+    # Seeds run in rounds until decided (``bench.sequential``): the seeds per arm at each look,
+    # and why the rounds stopped; empty for a report of a fixed set of seeds.
+    looks: Sequence[int] = ()
+    stopping: str = ""
 
 
 def options_from(config: dict) -> Options:
@@ -166,7 +170,7 @@ def analyse(data: tracking.Runs, options: Options) -> Analysed:
         accuracy=accuracy,
         stability=analysis.stability_table(per_run, epochs, runs, preferred, b),
         ensemble=analysis.ensemble_table(per_run, runs, preferred),
-        claims=claims_mod.evaluate(per_run, claimed),
+        claims=claims_mod.evaluate(per_run, claimed, looks=list(options.looks) or None),
         ranks=analysis.rank_summary(accuracy, options.metric, preferred)
         if len(settings) > 1
         else None,
@@ -299,8 +303,10 @@ def claims_view(claims: pd.DataFrame) -> pd.DataFrame:
         if pd.isna(r.diff_mean):
             return "–"
         text = f"{r.diff_mean:+.2f}"
-        if not pd.isna(r.diff_ci_low):
+        if np.isfinite(r.diff_ci_low) and np.isfinite(r.diff_ci_high):
             text += f" [{r.diff_ci_low:+.2f}, {r.diff_ci_high:+.2f}]"
+        elif not pd.isna(r.diff_ci_low):
+            text += " [not bounded yet]"
         return f"{text} {unit}"
 
     def verdict(r) -> str:
@@ -315,16 +321,18 @@ def claims_view(claims: pd.DataFrame) -> pd.DataFrame:
             more = f"about {int(need)} seeds would decide"
         return f"inconclusive at n={r.n_pairs} ({more})"
 
-    return _with_setting(
-        c,
-        {
-            "claim": c["claim"],
-            "compared": [f"{r.a} − {r.b}" for r in c.itertuples()],
-            "expected": c["expected"],
-            "measured [95% CI]": [measured(r) for r in c.itertuples()],
-            "verdict": [verdict(r) for r in c.itertuples()],
-        },
-    )
+    sequential = len(c) and (c["interval"] == claims_mod.SEQUENCE).any()
+    interval = "confidence sequence" if sequential else "95% CI"
+    columns = {
+        "claim": c["claim"],
+        "compared": [f"{r.a} − {r.b}" for r in c.itertuples()],
+        "expected": c["expected"],
+        f"measured [{interval}]": [measured(r) for r in c.itertuples()],
+    }
+    if not sequential:
+        columns["p (Holm)"] = [_p(v) for v in c["p_holm"]]
+    columns["verdict"] = [verdict(r) for r in c.itertuples()]
+    return _with_setting(c, columns)
 
 
 def ensemble_view(ens: pd.DataFrame) -> pd.DataFrame:
@@ -451,6 +459,15 @@ def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str
                 f"- **Wall time**: {spent / 60:.1f} min of training over the reported runs, "
                 f"{span / 60:.1f} min from the first start to the last end."
             )
+    params = analysis.pooling.params_of(finished)
+    for key in analysis.pooling.EXECUTION:
+        values = sorted(set(params[key].dropna().astype(str))) if key in params else []
+        lines.append(
+            f"- **Execution**: `{key}` = {', '.join(f'`{v}`' for v in values)} (not a setting, "
+            "but it moves a run's last bits: the same value reproduces the same numbers)."
+            if values
+            else f"- **Execution**: `{key}` not recorded by these runs."
+        )
     tags = finished["tags"] if "tags" in finished else pd.Series([{}] * len(finished))
     for tag, label in (
         ("bench.host", "Machine"),
@@ -527,16 +544,15 @@ def _report_md(
         _provenance(data, a, scope, commands),
         warnings,
         "## Verdicts\n",
-        f"Each claim about schedules, tested on these runs: the measured difference (paired by "
-        f"seed, on {name} unless the claim names another metric) with its 95% CI, and whether "
-        "the CI lies inside the claimed range (**held**), outside it (**refuted**) or across "
-        "an edge of it (inconclusive, with the seeds that would decide it). Claims whose "
-        "schedules were not run are left out.\n",
+        _verdicts_intro(name, options, a.claims),
         _verdict_summary(a.claims),
         md["claims"] if len(a.claims) else "",
+        _what_would_decide(a.claims, sequential=bool(options.looks)),
         "## Accuracy\n",
         f"Headline: **{name}** (`report.metric`), in %; differences are from **{b}** "
-        f"(`report.baseline`), paired by seed, in points. p-values are two-sided; Holm's "
+        f"(`report.baseline`), paired by seed, in points. p-values are two-sided; Wilcoxon's is "
+        "ranked on the evaluation's grid (whole images) and shown only from 6 pairs, the fewest "
+        "with which it can go below 5%; Holm's "
         f"correction is over the schedules compared with {b} in a setting; d_z is the mean "
         f"difference over its standard deviation; wins is the share of seeds where the "
         f"schedule beat {b} (a tie counts a half); rank 1 is the best. The intervals are each "
@@ -594,6 +610,85 @@ def _report_md(
         + '. Column definitions are in the project README under "The report".\n',
     ]
     return "\n".join(sections)
+
+
+def _verdicts_intro(name: str, options: Options, claims: pd.DataFrame) -> str:
+    m = claims.groupby("setting").size().max() if len(claims) else 0
+    text = (
+        "Each claim about schedules, tested on these runs: the measured difference (paired by "
+        f"seed, on {name} unless the claim names another metric) with an interval, and whether "
+        "the interval lies inside the claimed range (**held**), outside it (**refuted**) or "
+        "across an edge of it (inconclusive). Claims whose schedules were not run are left "
+        'out. Where the other arm is "the best", it is chosen for each seed on the other '
+        "seeds, never on the seed it is compared on. "
+    )
+    if options.looks:
+        looks = ", ".join(str(n) for n in options.looks)
+        return text + (
+            f"\n\n**Seeds until decided.** The seeds were run in rounds and the claims looked "
+            f"at after each: after {looks} seeds per arm. {options.stopping} So that looking "
+            "after every round cannot manufacture a verdict, each interval is a confidence "
+            "sequence (the normal-mixture t sequence), valid at every look at once, at level "
+            f"1 − 5%/{m} for the {m} claims (Bonferroni): the verdicts are family-wise at 5% "
+            "whatever the number of looks. The interval shown is the sequence's at the last "
+            "look (the intersection of all its looks).\n"
+        )
+    return text + (
+        f"The verdicts are family-wise at 5% over the {m} claims tested: a claim is decided "
+        "when the p-value of the test that decides it (the level at which its interval just "
+        "clears the range's edges), adjusted by Holm's step-down method over the claims, is at "
+        "most 5% (`p (Holm)`); the interval shown is the claim's own 95% CI, so a CI that clears "
+        "an edge can still be inconclusive once the family is accounted for.\n"
+    )
+
+
+def _what_would_decide(claims: pd.DataFrame, sequential: bool) -> str:
+    """One sentence per undecided claim: the effect against the noise, and the seeds that would
+    decide it."""
+    undecided = claims[claims["verdict"] == "inconclusive"]
+    if undecided.empty:
+        return ""
+    lines = []
+    for r in undecided.itertuples():
+        unit = claims_mod.METRICS[r.metric]
+        where = f" ({r.setting})" if r.setting else ""
+        if r.n_pairs < 2 or pd.isna(r.diff_sd):
+            lines.append(f"- **{r.claim}**{where}: fewer than two seeds pair up; run more seeds.")
+            continue
+        low, high = (None if pd.isna(e) else e for e in (r.low, r.high))
+        gap = min(claims_mod.distances(r.diff_mean, low, high))
+        head = (
+            f"- **{r.claim}**{where}: {r.diff_mean:+.2f} {unit} measured, {gap:.2f} {unit} "
+            f"from the nearest edge of the claimed range ({r.expected}), against a seed-to-seed "
+            f"sd of the difference of {r.diff_sd:.2f} {unit}: "
+        )
+        if gap <= 0 or np.isinf(r.seeds_needed):
+            lines.append(
+                head + "the measured difference sits (almost) on the edge; no sane number of "
+                "seeds decides it unless the true difference lies away from it."
+            )
+        elif sequential:
+            lines.append(
+                head + f"the confidence sequence would clear it at about {int(r.seeds_needed)} "
+                "seeds if the difference and spread stay as measured."
+            )
+        else:
+            spread = ""
+            if np.isfinite(r.seeds_needed_low):
+                high = (
+                    f"{int(r.seeds_needed_high)}"
+                    if np.isfinite(r.seeds_needed_high)
+                    else f"over {analysis.stats.MAX_SEEDS}"
+                )
+                spread = (
+                    f" ({int(r.seeds_needed_low)} to {high} across the sd's 95% interval: "
+                    "an sd from a few seeds is itself uncertain)"
+                )
+            lines.append(
+                head + f"about {int(r.seeds_needed)} seeds would decide it with 80% power"
+                f"{spread}, if the true difference is the measured one."
+            )
+    return "\nWhat would decide the undecided claims:\n\n" + "\n".join(lines) + "\n"
 
 
 def _verdict_summary(claims: pd.DataFrame) -> str:

@@ -36,6 +36,7 @@ IGNORED = (
     "launch",
     "tracking",
     "report",
+    "until_decided",
     "data.download",
     "trainer.enable_progress_bar",
     "trainer.enable_model_summary",

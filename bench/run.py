@@ -51,10 +51,12 @@ def build(config: Mapping[str, Any]):
     datamodule = instantiate(dict(config["data"]))
     datamodule.prepare_data()
     datamodule.setup("fit")
-    knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
-    schedule = schedules.make(config["schedule"]["name"], base=config["optimizer"]["lr"], **knobs)
     model, own_model = split_own(config["model"], bench_config.OWN_MODEL_KEYS)
     optimizer, own_optimizer = split_own(config["optimizer"], bench_config.OWN_OPTIMIZER_KEYS)
+    # The LR the optimizer runs at: optimizer.lr on the optimizer's own scale (bench.optim).
+    optimizer["lr"] = optimizer["lr"] * own_optimizer.pop("lr_scale", 1.0)
+    knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
+    schedule = schedules.make(config["schedule"]["name"], base=optimizer["lr"], **knobs)
     module = lightning.Classifier(
         models.build(model, datamodule.num_classes, datamodule.in_channels, datamodule.image_size),
         instantiate(optimizer),

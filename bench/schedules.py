@@ -146,10 +146,26 @@ def cosine_restarts(
 
 
 @schedule(power=POSITIVE, min_lr_ratio=FRACTION)
-def polynomial(t: int, T: int, base: float, power: float = 1.0, min_lr_ratio: float = 0.0) -> float:
-    """``floor + (base - floor) * (1 - t/T)**power``."""
+def polynomial(t: int, T: int, base: float, power: float = 2.0, min_lr_ratio: float = 0.0) -> float:
+    """torch's ``PolynomialLR``: ``floor + (base - floor) * (1 - t/T)**power``. ``power=1`` is
+    ``linear``; the default, 2, falls faster early and flattens out towards the end."""
     floor = base * min_lr_ratio
     return floor + (base - floor) * (1 - t / T) ** power
+
+
+ROBBINS_MONRO: Rule = (lambda x: number(x) and 0.5 < x <= 1, "a number in (0.5, 1]")
+
+
+@schedule(power=ROBBINS_MONRO, tau_fraction=DECAY)
+def inverse_time(
+    t: int, T: int, base: float, power: float = 1.0, tau_fraction: float = 0.1
+) -> float:
+    """The polynomial decay of stochastic approximation: ``base * (1 + t/tau)**-power`` with
+    ``tau = tau_fraction * T``. With ``0.5 < power <= 1`` the steps meet the Robbins-Monro
+    conditions (their sum diverges, the sum of their squares does not); ``power=1`` is Keras'
+    ``InverseTimeDecay``. It never reaches zero: at t=T it is
+    ``base * (1 + 1/tau_fraction)**-power`` (1/11 of base with the defaults)."""
+    return base * (1 + t / (tau_fraction * T)) ** -power
 
 
 @schedule(min_lr_ratio=FRACTION)
@@ -349,7 +365,8 @@ def horizon_problems(
     - ``one_cycle``: every phase at least one step (so ``pct_start <= 0.5`` with three phases);
     - ``wsd``: a cooldown (``decay_fraction > 0``) of ``round(decay_fraction * S) >= 2`` steps
       (a 1-step cooldown stays at ``base``).
-    ``constant``, ``cosine``, ``polynomial``, ``linear`` and ``exponential`` fit any ``T``.
+    ``constant``, ``cosine``, ``polynomial``, ``inverse_time``, ``linear`` and ``exponential`` fit
+    any ``T``.
     """
     run = run or f"a run of {_n(T, 'optimizer step')}"
     knob = knobs(name) | kw

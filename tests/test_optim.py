@@ -224,3 +224,20 @@ def test_no_snapshots_without_restarts(store, tmp_path):
     assert "val_acc_ensemble" not in metrics
     assert not (tmp_path / "snapshots").exists()
     assert "n_snapshots" not in only_run(store).data.params
+
+
+def test_schedule_free_sgd_runs_on_its_own_lr_scale_under_a_study_lr():
+    """A study sets optimizer.lr for its schedules (the CIFAR-10 presets: 0.1); picking
+    optimizer=sgd_schedulefree on top runs it at lr_scale times that, the 10x its authors
+    recommend, while plain SGD under the same study runs at the LR itself."""
+    from bench import run
+
+    free = compose_run("experiment=cifar10_cpu", "optimizer=sgd_schedulefree", "schedule=constant")
+    assert free["optimizer"]["lr"] == 0.1 and free["optimizer"]["lr_scale"] == 10
+    plain = compose_run("experiment=cifar10_cpu", "schedule=constant")
+    assert "lr_scale" not in plain["optimizer"]
+    digits = {"data": compose_run()["data"]}  # build on the small embedded data
+    _, module = run.build(free | digits | {"model": compose_run()["model"]})
+    optimizer = module.optimizer_factory(params=module.net.parameters())
+    assert optimizer.defaults["lr"] == pytest.approx(1.0)
+    assert module.schedule(0, 10) == pytest.approx(1.0)

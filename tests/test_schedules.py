@@ -103,6 +103,49 @@ def test_polynomial_floor():
     assert got == pytest.approx([floor + (BASE - floor) * (1 - t / T) for t in range(T)])
 
 
+def test_polynomial_by_default_is_not_linear():
+    """Under its default knobs `polynomial` is a study arm of its own: torch's PolynomialLR at
+    power 2, not the straight line `linear` already is (power 1 would duplicate it exactly)."""
+    T = 100
+    poly = bench_trace("polynomial", T, **_yaml_knobs("polynomial"))
+    linear = bench_trace("linear", T, **_yaml_knobs("linear"))
+    assert max(abs(a - b) for a, b in zip(poly, linear, strict=True)) > 0.2 * BASE
+    assert bench_trace("polynomial", T, power=1.0) == pytest.approx(linear)
+
+
+def _yaml_knobs(name: str) -> dict:
+    """The knobs of conf/schedule/NAME.yaml, the defaults a user gets."""
+    from omegaconf import OmegaConf
+
+    from bench.config import CONFIG_DIR
+
+    node = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "schedule" / f"{name}.yaml"))
+    return {k: v for k, v in node.items() if k != "name"}
+
+
+@pytest.mark.parametrize(("T", "power", "tau_fraction"), [(100, 1.0, 0.1), (60, 0.6, 0.5)])
+def test_inverse_time_is_the_stochastic_approximation_decay(T, power, tau_fraction):
+    """lr proportional to (1 + t/tau)^-power; with power 1, Keras' InverseTimeDecay: lr / (1 +
+    decay_rate * t / decay_steps) with decay_rate 1 and decay_steps tau, which torch's LambdaLR
+    reproduces here."""
+    tau = tau_fraction * T
+    expected = torch_trace(lambda o: torch_sched.LambdaLR(o, lambda t: (1 + t / tau) ** -power), T)
+    got = bench_trace("inverse_time", T, power=power, tau_fraction=tau_fraction)
+    assert got == pytest.approx(expected, rel=1e-9)
+    # it never reaches zero: one step past the end it is base * (1 + 1/tau_fraction)^-power
+    end = schedules.make("inverse_time", BASE, power=power, tau_fraction=tau_fraction)
+    assert schedules.SCHEDULES["inverse_time"](T, T, BASE, power, tau_fraction) == pytest.approx(
+        BASE * (1 + 1 / tau_fraction) ** -power
+    )
+    assert end(T - 1, T) > BASE * (1 + 1 / tau_fraction) ** -power
+
+
+def test_inverse_time_refuses_powers_outside_the_robbins_monro_range():
+    rule, allowed = schedules.rules("inverse_time")["power"]
+    assert rule(0.75) and rule(1.0) and not rule(0.5) and not rule(1.5)
+    assert allowed == "a number in (0.5, 1]"
+
+
 @pytest.mark.parametrize(("T", "fraction"), [(100, 0.1), (50, 0.3)])
 def test_warmup_then_cosine_matches_sequential(T, fraction):
     W = round(fraction * T)

@@ -4,16 +4,27 @@ A claim says that the difference ``A - B`` of a per-run metric, paired by seed, 
 range: "cosine beats constant by +0.5 to +1.5 points" is ``final_val_acc``, A = cosine,
 B = constant, range [+0.5, +1.5] points; "fewer late regressions" is a range below 0; "matches"
 is a range around 0 (an equivalence margin). B may be ``best``: the best other schedule of the
-setting on that metric.
+setting on that metric, chosen for each seed on the *other* seeds (leave one seed out), so
+that the arm compared with a seed was never picked on that seed's luck.
 
-The verdict compares the 95% CI of the paired difference (``bench.analysis.stats``, with its
+The verdict compares an interval of the paired difference (``bench.analysis.stats``, with its
 resolution floor) with the claimed range:
 
-- **held**: the whole CI lies inside the range;
-- **refuted**: the whole CI lies outside it;
-- **inconclusive**: the CI straddles an edge of the range, or fewer than two seeds pair up. The
-  table then gives the number of seeds that would decide it: the fewest for which a CI with the
-  observed mean and spread would clear the nearest edge.
+- **held**: the whole interval lies inside the range;
+- **refuted**: the whole interval lies outside it;
+- **inconclusive**: it straddles an edge of the range, or fewer than two seeds pair up.
+
+Verdicts are family-wise over the claims tested in a setting, at 5% together. For a report of
+a fixed set of seeds that is Holm's step-down correction: each claim's p-value is that of the
+t test which decides it (the interval at level 1 - p just clears the edges), and a claim is
+decided when its Holm-adjusted p-value is at most 5%; the interval shown is the claim's own 95%
+CI. Seeds run in rounds until the claims are decided (``looks``) use confidence sequences
+instead (``stats.confidence_sequence``), each at level 1 - 5%/m for m claims (Bonferroni), valid
+at every look at once; the interval shown is the sequence's at the last look.
+
+An undecided claim says what would decide it: the seeds for an 80% chance of a verdict if the
+true difference and spread are the measured ones (``stats.seeds_for_power``), and the same at
+both ends of the spread's 95% interval, since a spread from a few seeds is itself uncertain.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+from scipy.stats import t as student_t
 
 from bench.analysis import stats
 from bench.analysis.tables import resolution
@@ -100,6 +112,8 @@ DEFAULT_CLAIMS = (
     _matches("adamw_schedulefree", BEST, "schedule-free AdamW"),
 )
 
+ALPHA = 0.05  # family-wise, over the claims tested in a setting
+
 CLAIM_COLUMNS = [
     "setting",
     "claim",
@@ -107,13 +121,23 @@ CLAIM_COLUMNS = [
     "b",
     "metric",
     "expected",
+    "low",
+    "high",
     "n_pairs",
     "diff_mean",
+    "diff_sd",
     "diff_ci_low",
     "diff_ci_high",
+    "interval",
+    "p_claim",
+    "p_holm",
     "verdict",
     "seeds_needed",
+    "seeds_needed_low",
+    "seeds_needed_high",
 ]
+# What the interval of a row is.
+CI, SEQUENCE = "95% CI", "confidence sequence"
 
 
 def parse(items: Iterable[Mapping]) -> list[Claim]:
@@ -157,7 +181,8 @@ def parse(items: Iterable[Mapping]) -> list[Claim]:
 
 
 def verdict(low: float, high: float, claim_low: float | None, claim_high: float | None) -> str:
-    """held / refuted / inconclusive for a CI ``[low, high]`` against the claimed range."""
+    """held / refuted / inconclusive for an interval ``[low, high]`` against the claimed
+    range."""
     if math.isnan(low) or math.isnan(high):
         return "inconclusive"
     above = -math.inf if claim_low is None else claim_low
@@ -169,49 +194,173 @@ def verdict(low: float, high: float, claim_low: float | None, claim_high: float 
     return "inconclusive"
 
 
-def evaluate(per_run: pd.DataFrame, claims: Sequence[Claim] = DEFAULT_CLAIMS) -> pd.DataFrame:
+def edges(claim_low: float | None, claim_high: float | None) -> list[float]:
+    return [e for e in (claim_low, claim_high) if e is not None]
+
+
+def distances(mean: float, claim_low: float | None, claim_high: float | None) -> list[float]:
+    """How far ``mean`` is from each edge an interval around it must clear for a verdict:
+    inside the range, every edge (held); outside, the edge it is beyond (refuted)."""
+    below = claim_low is not None and mean < claim_low
+    above = claim_high is not None and mean > claim_high
+    if below:
+        return [claim_low - mean]
+    if above:
+        return [mean - claim_high]
+    return [abs(mean - e) for e in edges(claim_low, claim_high)]
+
+
+def p_decides(
+    mean: float, sd: float, n: int, claim_low: float | None, claim_high: float | None
+) -> float:
+    """The smallest ``alpha`` at which the ``1 - alpha`` t interval of the mean (``n`` values of
+    standard deviation ``sd``) lies wholly inside or wholly outside the claimed range: the
+    two-sided p-value of the test that decides the claim. NaN with fewer than two values."""
+    if n < 2 or not math.isfinite(sd) or not math.isfinite(mean):
+        return math.nan
+    gaps = distances(mean, claim_low, claim_high)
+    if sd == 0:
+        return 0.0 if min(gaps) > 0 else 1.0
+    se = sd / math.sqrt(n)
+    # The interval clears an edge at distance g when t_{1 - alpha/2} < g / se; it must clear all.
+    return float(min(1.0, 2 * max(student_t.sf(g / se, n - 1) for g in gaps)))
+
+
+def evaluate(
+    per_run: pd.DataFrame,
+    claims: Sequence[Claim] = DEFAULT_CLAIMS,
+    looks: Sequence[int] | None = None,
+    alpha: float = ALPHA,
+) -> pd.DataFrame:
     """Every claim in every setting whose runs include both of its schedules
-    (``CLAIM_COLUMNS``; differences in the display unit)."""
+    (``CLAIM_COLUMNS``; differences in the display unit), decided family-wise at ``alpha``:
+    Holm's correction over the setting's claims, or with ``looks`` (the seeds per arm at each
+    look of a sequential study, in seed order) confidence sequences at ``alpha / m``."""
     rows = []
     for setting, group in per_run.groupby("setting", sort=True):
-        for claim in claims:
-            row = _evaluate(group, claim)
-            if row is not None:
-                rows.append({"setting": setting, **row})
+        block = [row for c in claims if (row := _paired(group, c)) is not None]
+        if looks:
+            _decide_sequentially(block, looks, alpha)
+        else:
+            _decide_with_holm(block, alpha)
+        rows += [
+            {"setting": setting, **{k: v for k, v in row.items() if k[0] != "_"}} for row in block
+        ]
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
-def _evaluate(group: pd.DataFrame, claim: Claim) -> dict | None:
+def _paired(group: pd.DataFrame, claim: Claim) -> dict | None:
+    """The claim's paired differences in this setting (seed order), their summary, and what it
+    takes to decide it at a given level (filled in by the deciding step)."""
     if claim.metric not in group:
         return None
     seeds = group.pivot_table(index="seed", columns="schedule", values=claim.metric, aggfunc="mean")
-    b = claim.b
-    if b == BEST:
-        others = seeds.drop(columns=[claim.a], errors="ignore").mean()
-        b = others.idxmax() if others.notna().any() else None
-    if claim.a not in seeds or b is None or b not in seeds:
+    seeds = seeds.sort_index()
+    if claim.a not in seeds:
         return None
+    if claim.b == BEST:
+        others = seeds.drop(columns=[claim.a])
+        if others.empty or len(seeds) < 2:
+            return None
+        # For each seed, the best other arm on the mean of the other seeds.
+        chosen = pd.Series(
+            [others.drop(index=s).mean().idxmax() for s in seeds.index], index=seeds.index
+        )
+        b_values = pd.Series([others.at[s, chosen[s]] for s in seeds.index], index=seeds.index)
+        names = sorted(set(chosen))
+        b = f"best of the others ({', '.join(names)}; chosen on the other seeds)"
+    else:
+        if claim.b not in seeds:
+            return None
+        b, b_values = claim.b, seeds[claim.b]
     res = resolution(group, claim.metric)
     bounds = (-1.0, 1.0) if METRICS[claim.metric] == "pt" else None
-    p = stats.paired(seeds[claim.a], seeds[b], res, bounds)
+    p = stats.paired(seeds[claim.a], b_values, res, bounds)
+    d = (seeds[claim.a] - b_values).to_numpy(dtype=float)
     scale = claim.scale
-    low, high, mean = p.diff.low / scale, p.diff.high / scale, p.diff.mean / scale
-    decided = verdict(low, high, claim.low, claim.high)
-    needed = math.nan
-    if decided == "inconclusive":
-        edges = [e for e in (claim.low, claim.high) if e is not None]
-        distance = min(abs(mean - e) for e in edges) * scale
-        needed = stats.seeds_needed(p.diff.mean, p.sd, distance)
     return {
         "claim": claim.text,
         "a": claim.a,
         "b": b,
         "metric": claim.metric,
         "expected": claim.expected(),
+        "low": math.nan if claim.low is None else claim.low,
+        "high": math.nan if claim.high is None else claim.high,
         "n_pairs": p.diff.n,
-        "diff_mean": mean,
-        "diff_ci_low": low,
-        "diff_ci_high": high,
-        "verdict": decided,
-        "seeds_needed": needed,
+        "diff_mean": p.diff.mean / scale,
+        "diff_sd": p.sd / scale,
+        "diff_ci_low": p.diff.low / scale,
+        "diff_ci_high": p.diff.high / scale,
+        "interval": CI,
+        "p_claim": p_decides(p.diff.mean / scale, p.sd / scale, p.diff.n, claim.low, claim.high),
+        "_claim": claim,
+        "_d": d / scale,
+        "_resolution": res / scale,
     }
+
+
+def _seeds(row: dict, level: float) -> None:
+    """Seeds for 80% power at confidence ``level`` (at the measured sd and at the ends of its
+    95% interval), for an undecided row."""
+    claim = row["_claim"]
+    gaps = distances(row["diff_mean"], claim.low, claim.high) if row["n_pairs"] else []
+    sd = row["diff_sd"]
+    low, high = stats.sd_interval(sd, row["n_pairs"])
+    row["seeds_needed"] = stats.seeds_for_power(gaps, sd, confidence=level)
+    row["seeds_needed_low"] = stats.seeds_for_power(gaps, low, confidence=level)
+    row["seeds_needed_high"] = stats.seeds_for_power(gaps, high, confidence=level)
+
+
+def _decide_with_holm(block: list[dict], alpha: float) -> None:
+    adjusted = stats.holm([row["p_claim"] for row in block])
+    undecided = sum(1 for p in adjusted if not p <= alpha)
+    for row, p_holm in zip(block, adjusted, strict=True):
+        row["p_holm"] = p_holm
+        claim = row["_claim"]
+        decided = p_holm <= alpha
+        row["verdict"] = (
+            verdict(row["diff_ci_low"], row["diff_ci_high"], claim.low, claim.high)
+            if decided
+            else "inconclusive"
+        )
+        if row["verdict"] == "inconclusive":
+            # Holm tests the last undecided claims at alpha / (their number).
+            _seeds(row, 1 - alpha / max(undecided, 1))
+        else:
+            row |= dict.fromkeys(
+                ("seeds_needed", "seeds_needed_low", "seeds_needed_high"), math.nan
+            )
+
+
+def _decide_sequentially(block: list[dict], looks: Sequence[int], alpha: float) -> None:
+    level = alpha / max(len(block), 1)
+    for row in block:
+        claim = row["_claim"]
+        [*_, last] = stats.confidence_sequence(row["_d"], looks, level, row["_resolution"])
+        row["diff_ci_low"], row["diff_ci_high"] = last.low, last.high
+        row["interval"] = SEQUENCE
+        row["p_holm"] = math.nan
+        row["verdict"] = verdict(
+            *(x if math.isfinite(x) else math.nan for x in (last.low, last.high)),
+            claim.low,
+            claim.high,
+        )
+        if row["verdict"] == "inconclusive":
+            row["seeds_needed"] = _sequence_seeds(row, level)
+            row["seeds_needed_low"] = row["seeds_needed_high"] = math.nan
+        else:
+            row["seeds_needed"] = row["seeds_needed_low"] = row["seeds_needed_high"] = math.nan
+
+
+def _sequence_seeds(row: dict, level: float) -> float:
+    """The seeds at which the confidence sequence, at the measured mean and sd, would clear
+    every edge it must (``inf`` past ``stats.MAX_SEEDS``)."""
+    claim = row["_claim"]
+    gap = min(distances(row["diff_mean"], claim.low, claim.high), default=0.0)
+    sd = row["diff_sd"]
+    if not math.isfinite(sd) or gap <= 0:
+        return math.nan if not math.isfinite(sd) else math.inf
+    for n in range(2, stats.MAX_SEEDS + 1):
+        if stats.cs_radius(sd, n, level) < gap:
+            return float(n)
+    return math.inf

@@ -21,7 +21,7 @@ _PER_RUN = ("seed", "run_name", "schedule")
 # The schedule's knobs (they belong to the schedule) and Hydra's own keys.
 _NOT_SETTINGS = ("schedule.", "hydra.")
 # How a run was executed, which no study compares (it may move the last bits of the numbers).
-_EXECUTION = ("trainer.num_threads",)
+EXECUTION = ("trainer.num_threads",)
 # Params a run derives from its settings (the data's sizes, the step count).
 _DERIVED = (
     "total_steps",
@@ -53,7 +53,7 @@ def is_setting(column: str) -> bool:
     return (
         column not in _PER_RUN
         and column not in _DERIVED
-        and column not in _EXECUTION
+        and column not in EXECUTION
         and not column.startswith(_NOT_SETTINGS)
         and not any(column == key or column.startswith(f"{key}.") for key in IGNORED)
     )

@@ -5,8 +5,9 @@ one setting) and compares schedules within a setting only.
 
 - ``accuracy_table``: per setting, metric (final val, best val, test) and schedule: n, mean,
   std, median, 95% CI; the difference from a baseline schedule paired by seed, its CI, paired t
-  and Wilcoxon p-values, Holm's correction over the schedules compared, Cohen's d_z; the share
-  of seeds it beats the baseline on, and its mean rank over seeds.
+  and Wilcoxon p-values (Wilcoxon on the evaluation's grid, and only from the number of pairs
+  where it can reach significance), Holm's correction over the schedules compared, Cohen's
+  d_z; the share of seeds it beats the baseline on, and its mean rank over seeds.
 - ``stability_table``: spread over seeds, best-minus-final gap, late regressions, oscillation,
   epochs to peak, epochs and seconds to a target accuracy, divergences and failures.
 - ``ensemble_table``: snapshot ensembles against the final model, paired by run.
@@ -167,7 +168,10 @@ def accuracy_table(
                         "diff_ci_low": p.diff.low,
                         "diff_ci_high": p.diff.high,
                         "p_t": p.p_t,
-                        "p_wilcoxon": p.p_wilcoxon,
+                        # only where it could reach significance with this many pairs
+                        "p_wilcoxon": p.p_wilcoxon
+                        if stats.wilcoxon_reaches(p.diff.n)
+                        else math.nan,
                         "effect_size": p.effect_size,
                         "win_rate": p.wins,
                     }
