@@ -332,20 +332,35 @@ def _decide_with_holm(block: list[dict], alpha: float) -> None:
             )
 
 
+def sequence_verdict(
+    d,
+    looks: Sequence[int],
+    claim_low: float | None,
+    claim_high: float | None,
+    alpha: float,
+    resolution: float = 0.0,
+) -> tuple[str, stats.Interval]:
+    """The verdict of a claim on the paired differences ``d`` (seed order) looked at after
+    ``looks[k]`` seeds each: the confidence sequence at level ``1 - alpha`` at the last look
+    against the claimed range, and that interval."""
+    [*_, last] = stats.confidence_sequence(d, looks, alpha, resolution)
+    bounded = math.isfinite(last.low) and math.isfinite(last.high)
+    low, high = (last.low, last.high) if bounded else (math.nan, math.nan)
+    return verdict(low, high, claim_low, claim_high), last
+
+
 def _decide_sequentially(block: list[dict], looks: Sequence[int], alpha: float) -> None:
     level = alpha / max(len(block), 1)
     for row in block:
         claim = row["_claim"]
-        [*_, last] = stats.confidence_sequence(row["_d"], looks, level, row["_resolution"])
+        decided, last = sequence_verdict(
+            row["_d"], looks, claim.low, claim.high, level, row["_resolution"]
+        )
         row["diff_ci_low"], row["diff_ci_high"] = last.low, last.high
         row["interval"] = SEQUENCE
         row["p_holm"] = math.nan
-        row["verdict"] = verdict(
-            *(x if math.isfinite(x) else math.nan for x in (last.low, last.high)),
-            claim.low,
-            claim.high,
-        )
-        if row["verdict"] == "inconclusive":
+        row["verdict"] = decided
+        if decided == "inconclusive":
             row["seeds_needed"] = _sequence_seeds(row, level)
             row["seeds_needed_low"] = row["seeds_needed_high"] = math.nan
         else:
