@@ -79,7 +79,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +96,8 @@ from bench import tracking
 # What every part shares: progress, tables, the summary of measures against their targets
 
 PARTS = ("train", "augment", "sweep", "report")
+# Not part of `all`: whole training runs on real CIFAR-10, minutes each.
+CHECKS = ("accuracy",)
 SETTINGS = ("digits", "cifar10_cpu")
 # The targets: bench / bare loop per setting, MLflow's share (%), device / DataLoader throughput,
 # the report's seconds at REPORT_TARGET_RUNS runs.
@@ -295,6 +297,8 @@ def setting_overrides(
     overrides = ["trainer.enable_progress_bar=false"]  # one log line per epoch, terminal or not
     if setting == "cifar10_cpu":
         overrides += ["experiment=cifar10_cpu", f"data.root={cifar_root}"]
+        if cifar_root is not None and (Path(cifar_root) / "train").is_dir():
+            overrides += ["data=image_folder"]  # DIR/train/<class>/*, DIR/test/<class>/*
         if per_class is not None:
             overrides += [f"data.train_per_class={per_class}"]
     if epochs is not None:
@@ -384,7 +388,9 @@ def bench_run(config: Mapping[str, Any], uri: str, experiment_id: str, folder: P
     output_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
     with store_timer() as store, file_timer() as files:
         start = time.perf_counter()
-        run.train(config, tracking_uri=uri, experiment_id=experiment_id, output_dir=output_dir)
+        metrics = run.train(
+            config, tracking_uri=uri, experiment_id=experiment_id, output_dir=output_dir
+        )
         wall = time.perf_counter() - start
     shutil.rmtree(output_dir, ignore_errors=True)
     return {
@@ -393,6 +399,8 @@ def bench_run(config: Mapping[str, Any], uri: str, experiment_id: str, folder: P
         "calls": store.calls,
         "top": store.costliest(),
         "files": files.seconds,
+        "val_acc": metrics.get("val_acc", math.nan),
+        "test_acc": metrics.get("test_acc", math.nan),
     }
 
 
@@ -620,6 +628,83 @@ def time_train(
             "the run's store calls, and its share of the run's wall time (median). `files s`: "
             "the time writing the run's checkpoint and final weights (median). "
             f"CIFAR-10: {data}."
+        ),
+        summary=summary,
+    )
+
+
+def check_accuracy(
+    seeds: list[int],
+    schedule_names: list[str],
+    epochs: int | None,
+    cifar_root: str | None,
+    extra: Sequence[str] = (),
+) -> Part:
+    """The CIFAR-10 CPU study's runs against the bare loop of the same network, data, seed and
+    schedule: final validation and test accuracy side by side, and bench - bare paired by seed
+    with its 95% CI per schedule. The two sides draw their random numbers in different orders
+    (Lightning's loop against a plain one), so they are two samples of one training, not the
+    same numbers: they match when the paired difference's interval holds 0. ``extra``: more
+    overrides (smaller sizes, for a try-out)."""
+    from bench.analysis import stats as paired_stats
+
+    if cifar_root is None:
+        raise SystemExit("perf accuracy: real CIFAR-10 is needed: --cifar-root DIR")
+    root = Path(cifar_root).resolve()
+    rows, summary = [], []
+    with tempfile.TemporaryDirectory(prefix="perf-accuracy-") as scratch:
+        folder = Path(scratch)
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        experiment_id = tracking.ensure_experiment(uri, "perf-accuracy")
+        for schedule in schedule_names:
+            for seed in seeds:
+                overrides = setting_overrides("cifar10_cpu", epochs, root, None)
+                config = compose([*overrides, *extra, f"schedule={schedule}", f"seed={seed}"])
+                say(f"accuracy: {schedule} seed {seed}: bench run")
+                bench = bench_run(config, uri, experiment_id, folder)
+                say(f"accuracy: {schedule} seed {seed}: bare loop")
+                bare = bare_run(config)
+                rows.append(
+                    {
+                        "schedule": schedule,
+                        "seed": seed,
+                        "epochs": config["trainer"]["max_epochs"],
+                        "bench val %": 100 * bench["val_acc"],
+                        "bare val %": 100 * bare["val_acc"],
+                        "bench test %": 100 * bench["test_acc"],
+                        "bare test %": 100 * bare["test_acc"],
+                        "bench s": bench["wall"],
+                        "bare s": bare["wall"],
+                    }
+                )
+    table = pd.DataFrame(rows)
+    for schedule, mine in table.groupby("schedule", sort=False):
+        for split in ("val", "test"):
+            p = paired_stats.paired(mine[f"bench {split} %"], mine[f"bare {split} %"])
+            covers = p.diff.low <= 0 <= p.diff.high if math.isfinite(p.diff.low) else None
+            ours, theirs = mine[f"bench {split} %"].mean(), mine[f"bare {split} %"].mean()
+            summary.append(
+                measure(
+                    f"cifar10_cpu {schedule}, {split} acc: bench {ours:.2f} vs bare "
+                    f"{theirs:.2f} %, bench - bare (pt) [{p.diff.low:+.2f}, {p.diff.high:+.2f}] "
+                    f"over {p.diff.n} seeds",
+                    p.diff.mean,
+                    "95% CI holds 0",
+                    covers,
+                    why="bench's run and the bare loop of the same network, data and schedule "
+                    "end at different accuracies: look for a difference in what they train",
+                )
+            )
+    return Part(
+        "accuracy",
+        "bench's CIFAR-10 CPU study against a bare PyTorch loop: final accuracy, same seeds",
+        table,
+        about=(
+            "Each row: one seed of one schedule of `experiment=cifar10_cpu` (its network, data "
+            "sizes, epochs, optimizer and schedule) trained twice, by bench (`bench.run.train`, "
+            "Lightning, MLflow) and by the bare loop written in `bench/perf.py`, on real CIFAR-10 "
+            f"from {root}. The two draw their random numbers in different orders, so they are two "
+            "samples of the same training; the summary gives bench - bare, paired by seed."
         ),
         summary=summary,
     )
@@ -1044,12 +1129,14 @@ def time_reports(sizes: list[int], epochs: int, store: str | None) -> Part:
 def write_out(out: Path, parts: list[Part], summary: pd.DataFrame, command: str, when: str):
     """``perf.md`` (the machine, the command, the summary and every table) and the CSVs."""
     out.mkdir(parents=True, exist_ok=True)
-    summary.to_csv(out / "summary.csv", index=False)
+    # A check of its own (accuracy) gets its own page and summary beside perf.md's.
+    page = "perf.md" if any(p.name in PARTS for p in parts) else f"{parts[0].name}.md"
+    summary.to_csv(out / page.replace(".md", "_summary.csv").replace("perf_", ""), index=False)
     for part in parts:
         part.table.to_csv(out / f"{part.name}.csv", index=False)
     host = pd.DataFrame(list(machine().items()), columns=["", "machine"])
     lines = [
-        "# What bench costs",
+        "# What bench costs" if page == "perf.md" else "# bench against a bare PyTorch loop",
         "",
         f"Measured {when} with `{command}` (what `nox -s perf` runs; `bench/perf.py` says "
         "what each part measures). Every table is also a CSV beside this file.",
@@ -1070,8 +1157,8 @@ def write_out(out: Path, parts: list[Part], summary: pd.DataFrame, command: str,
             markdown(part.table),
         ]
         lines += [f"\n{error}" for error in part.errors]
-    (out / "perf.md").write_text("\n".join(lines) + "\n")
-    say(f"wrote {out / 'perf.md'} and the CSVs beside it")
+    (out / page).write_text("\n".join(lines) + "\n")
+    say(f"wrote {out / page} and the CSVs beside it")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -1090,7 +1177,11 @@ def parser() -> argparse.ArgumentParser:
         "See the module's docstring (bench/perf.py) for what each part measures.",
     )
     p.add_argument(
-        "what", nargs="+", choices=[*PARTS, "all"], help="the parts to time, or all of them"
+        "what",
+        nargs="+",
+        choices=[*PARTS, "all", *CHECKS],
+        help="the parts to time, or all of them; accuracy (not in all): the CIFAR-10 CPU "
+        "study's accuracy against the bare loop's, on real CIFAR-10 (--cifar-root)",
     )
     p.add_argument("--quick", action="store_true", help="small sizes: a try-out of a few minutes")
     p.add_argument("--out", metavar="DIR", help="write perf.md and a CSV per table to DIR")
@@ -1115,6 +1206,14 @@ def parser() -> argparse.ArgumentParser:
         "--cifar-root",
         metavar="DIR",
         help="real CIFAR-10 in torchvision's layout (default: random images in it)",
+    )
+    g = p.add_argument_group("accuracy")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    g.add_argument(
+        "--schedules",
+        nargs="+",
+        default=["constant", "cosine"],
+        help="schedules (default: constant cosine)",
     )
     g = p.add_argument_group("augment")
     g.add_argument("--images", type=int, help=f"training images of the epoch {sizes('images')}")
@@ -1150,8 +1249,12 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["python -m bench.perf", *argv])
     parts = []
     wanted = [p for p in PARTS if p in args.what or "all" in args.what]
+    wanted += [c for c in CHECKS if c in args.what]
     for name in wanted:
-        if name == "train":
+        if name == "accuracy":
+            epochs = args.cifar_epochs if "--cifar-epochs" in argv else None
+            part = check_accuracy(args.seeds, args.schedules, epochs, args.cifar_root)
+        elif name == "train":
             part = time_train(
                 args.settings,
                 args.repeats,

@@ -93,3 +93,29 @@ def test_parts_tiny(tmp_path, capsys, monkeypatch):
     md = (out / "perf.md").read_text()
     for text in ("## Summary", "| GPU", "| torch", "| mlflow", "python -m bench.perf train"):
         assert text in md
+
+
+def test_accuracy_check_pairs_bench_and_the_bare_loop_by_seed(tmp_path):
+    """The accuracy check, shrunk (random images, 20 per class, one epoch): each seed trained by
+    bench and by the bare loop, the difference paired by seed, and a page of its own that
+    leaves perf.md alone."""
+    root = perf.write_cifar10(tmp_path / "data", train=5000, test=1000)
+    extra = ["data.train_per_class=20", "data.val_size=100"]
+    part = perf.check_accuracy([0, 1], ["cosine"], 1, str(root), extra=extra)
+    table = part.table
+    assert table[["schedule", "seed", "epochs"]].values.tolist() == [
+        ["cosine", 0, 1],
+        ["cosine", 1, 1],
+    ]
+    for column in ("bench val %", "bare val %", "bench test %", "bare test %"):
+        assert table[column].between(0, 100).all()
+    [val, test] = part.summary
+    assert "val acc" in val["measure"] and "test acc" in test["measure"]
+    expected = (table["bench val %"] - table["bare val %"]).mean()
+    assert val["value"] == expected
+    perf.write_out(tmp_path / "out", [part], pd.DataFrame(part.summary), "cmd", "now")
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "accuracy.md",
+        "accuracy.csv",
+        "accuracy_summary.csv",
+    }
