@@ -284,6 +284,22 @@ class SweepCallback(Callback):
             log.info(reused)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns a callback's exception into a warning and exits 0: a sweep whose end
+        # failed (a full disk, a report that cannot be written) must not look done.
+        try:
+            self._end(config)
+        except Exception as e:
+            log.exception("the sweep's end failed")
+            print(
+                f"\n{Path(sys.argv[0]).name}: the sweep's runs ended, but its end failed: "
+                f"{type(e).__name__}: {e}. The finished runs are in the store; once the cause is "
+                "fixed, run the same command again (finished runs are skipped) or bench-report "
+                "to write the report.",
+                file=sys.stderr,
+            )
+            raise SystemExit(1) from e
+
+    def _end(self, config: DictConfig) -> None:
         sweep = Sweep.load(Path(config.hydra.runtime.cwd) / config.hydra.sweep.dir)
         if sweep is None:
             return

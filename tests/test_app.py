@@ -650,3 +650,23 @@ def test_new_schedules_and_schedule_free_run_on_the_cifar_preset(cifar_archive, 
     ensemble = pd.read_csv(tmp_path / "reports" / "cifar10_cpu" / "ensemble.csv")
     assert list(ensemble["schedule"]) == ["cosine_restarts"]
     assert ensemble["n_snapshots"].tolist() == [3]
+
+
+def test_a_sweep_whose_end_fails_exits_non_zero_and_keeps_its_runs(tmp_path):
+    """The report cannot be written (its folder would be inside a file): the runs are kept and
+    finished, but the command does not pass for a success."""
+    (tmp_path / "afile").write_text("")
+    result = run(
+        "bench",
+        "schedule=constant",
+        "seed=0",
+        "trainer.max_epochs=1",
+        "report.dir=afile/x",
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": ""},
+    )
+    assert result.returncode == 1
+    assert "the sweep's runs ended, but its end failed: NotADirectoryError" in result.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = children(client.search_runs([client.get_experiment_by_name("digits").experiment_id]))
+    assert [r.info.status for r in runs] == ["FINISHED"]
