@@ -1,12 +1,18 @@
 """Image data: the ImageFolder path on real CIFAR-10, the CIFAR-10 path on a generated archive in
 torchvision's layout, the split knobs, and the batched augmentation."""
 
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
-from conftest import CIFAR_CLASSES
+from conftest import CIFAR_CLASSES, write_cifar_archive
 
-from bench.data import CIFAR10DataModule, DataError, ImageFolderDataModule, augment, splits
+from bench.data import CIFAR10DataModule, DataError, ImageFolderDataModule, augment, cifar10, splits
 
 
 def module(cls, root, **kw):
@@ -167,3 +173,50 @@ def test_split_helpers():
     index, new, names = splits.select_classes(labels, ["a", "b", "c", "d"], ["c", 0])
     assert names == ["c", "a"] and sorted(set(new)) == [0, 1]
     assert (new[labels[index] == 2] == 0).all() and (new[labels[index] == 0] == 1).all()
+
+
+class _RunsCode:
+    """A pickle that, loaded by plain pickle.load, would create a file: a stand-in for any
+    command a crafted batch could run."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_a_crafted_cifar10_batch_is_refused_as_data_and_never_run(
+    cifar_archive, tmp_path, protocol
+):
+    marker = tmp_path / "ran"
+    batch = cifar_archive / "cifar-10-batches-py" / "data_batch_3"
+    with open(batch, "wb") as f:
+        pickle.dump({"data": _RunsCode(marker), "labels": []}, f, protocol=protocol)
+    result = subprocess.run(
+        [str(pathlib.Path(sys.executable).parent / "bench-train"), "data=cifar10"]
+        + [f"data.root={cifar_archive}", "data.val_size=10", "model=resnet_small"],
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"{batch} is not a CIFAR-10 batch" in result.stderr
+    assert "it asks to load " in result.stderr  # the callable it wanted, refused
+    assert not marker.exists()
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any run
+
+
+def test_cifar10_batches_of_every_pickle_protocol_still_load(tmp_path):
+    """The allow-list admits the arrays NumPy writes under every protocol."""
+    root = write_cifar_archive(tmp_path / "old")
+    for name in ("data_batch_1", "test_batch"):
+        path = root / "cifar-10-batches-py" / name
+        entry = pickle.loads(path.read_bytes())
+        for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+            path.write_bytes(pickle.dumps(entry, protocol=protocol))
+            read = cifar10._unpickle(path)
+            assert np.array_equal(read["data"], entry["data"]) and read["labels"] == entry["labels"]

@@ -2,6 +2,10 @@
 
 Read from torchvision's on-disk layout, ``<root>/cifar-10-batches-py/`` (the pickled batches of
 the official Python release); ``download=true`` has torchvision fetch and verify it first.
+
+A file in a folder is data, never code: the batches are unpickled with an allow-list
+(``_Batch``) that builds dicts, lists, strings, numbers and NumPy arrays and refuses anything
+else, so a crafted batch file is named as not CIFAR-10 instead of running what it asks for.
 """
 
 from __future__ import annotations
@@ -20,13 +24,50 @@ TEST_FILES = ["test_batch"]
 META_FILE = "batches.meta"
 
 
+# What unpickling a CIFAR-10 batch may build besides plain Python values: NumPy arrays, as the
+# official release (Python 2's pickle protocol) and NumPy 2's protocols 2-5 store them.
+_ALLOWED = {
+    (module, name)
+    for package in ("numpy.core", "numpy._core")
+    for module, name in (
+        (f"{package}.multiarray", "_reconstruct"),
+        (f"{package}.multiarray", "scalar"),
+        (f"{package}.numeric", "_frombuffer"),
+    )
+} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}  # bytes, protocol 2
+
+
+class _Batch(pickle.Unpickler):
+    """An unpickler that builds plain values and NumPy arrays only."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"it asks to load {module}.{name}")
+
+
+def _unpickle(path: Path) -> dict:
+    """One pickled file of the release, read as data only (``_Batch``)."""
+    try:
+        with open(path, "rb") as f:
+            entry = _Batch(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        raise DataError(
+            f"data.root: {path} is not a CIFAR-10 batch of torchvision's layout ({e}); nothing "
+            "in it was run. Fetch the data again (data.download=true into an empty folder) or "
+            "use data=image_folder"
+        ) from e
+    if not isinstance(entry, dict):
+        raise DataError(f"data.root: {path} is not a CIFAR-10 batch (not a dict)")
+    return entry
+
+
 @cache
 def _read_batches(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Images (uint8 ``N x 32 x 32 x 3``) and labels of the pickled batches ``names``."""
     images, labels = [], []
     for name in names:
-        with open(folder / name, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+        entry = _unpickle(folder / name)
         images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.append(np.asarray(entry["labels"], dtype=np.int64))
     return np.concatenate(images).transpose(0, 2, 3, 1), np.concatenate(labels)
@@ -62,8 +103,7 @@ class CIFAR10DataModule(ImageDataModule):
                 "(DIR/train/<class>/*.png and DIR/test/<class>/*.png)"
             )
         folder = cls.folder(root)
-        with open(folder / META_FILE, "rb") as f:
-            classes = list(pickle.load(f, encoding="latin1")["label_names"])
+        classes = list(_unpickle(folder / META_FILE)["label_names"])
         return Index(
             _read_batches(folder, tuple(TRAIN_FILES))[1],
             _read_batches(folder, tuple(TEST_FILES))[1],
