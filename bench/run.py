@@ -57,8 +57,14 @@ def build(config: Mapping[str, Any]):
     optimizer["lr"] = optimizer["lr"] * own_optimizer.pop("lr_scale", 1.0)
     knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
     schedule = schedules.make(config["schedule"]["name"], base=optimizer["lr"], **knobs)
+    net = models.build(model, datamodule.num_classes, datamodule.in_channels, datamodule.image_size)
+    example = _example_batch(datamodule)
+    if example is not None:
+        problem = models.output_problem(net, model["_target_"], datamodule.num_classes, example)
+        if problem:
+            raise bench_config.ConfigError([problem])
     module = lightning.Classifier(
-        models.build(model, datamodule.num_classes, datamodule.in_channels, datamodule.image_size),
+        net,
         instantiate(optimizer),
         schedule,
         **config.get("finetune", {}),
@@ -70,6 +76,17 @@ def build(config: Mapping[str, Any]):
     if backend:
         module.net.compile(backend="inductor" if backend is True else backend)
     return datamodule, module
+
+
+def _example_batch(datamodule):
+    """Two inputs of the data's shape (zeros), to check the model's output against; None when
+    the data does not say its shape."""
+    import torch
+
+    channels, size = (getattr(datamodule, k, None) for k in ("in_channels", "image_size"))
+    if not isinstance(channels, int) or not isinstance(size, int):
+        return None
+    return torch.zeros(2, channels, size, size)
 
 
 def uses_cuda(config: Mapping[str, Any]) -> bool:

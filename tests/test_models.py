@@ -5,6 +5,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torchvision
+from conftest import compose_run
 from torch.nn import functional as F
 
 from bench import lightning, models, schedules
@@ -130,3 +131,37 @@ def test_freeze_then_unfreeze_changes_which_parameters_move():
     # Epoch 2: everything trains, BatchNorm statistics included.
     assert {"features.0.weight", "features.1.running_mean"} <= changed(first, second, "features.")
     assert all(p.requires_grad for p in module.parameters())
+
+
+def test_a_torchvision_builder_by_target_gets_a_head_for_the_datas_classes(cifar_archive):
+    """torchvision's resnet18(*, weights, progress, **kwargs) names no num_classes: it is
+    handed through **kwargs, so the head fits the data (3 of CIFAR-10's classes), not
+    ImageNet's 1000. On 1-channel digits the same model is refused, saying why."""
+    from bench import run
+    from bench.config import ConfigError
+
+    torchvision_model = ["model._target_=torchvision.models.resnet18", "~model.width"]
+    torchvision_model += ["~model.weights"]
+    config = compose_run(
+        *torchvision_model,
+        "data=cifar10",
+        f"data.root={cifar_archive}",
+        "data.val_size=9",
+        "data.classes=[cat,dog,ship]",
+    )
+    _, module = run.build(config)
+    assert tuple(module.net.fc.weight.shape) == (3, 512)
+    with pytest.raises(ConfigError, match=r"expected input\[2, 1, 8, 8\] to have 3 channels"):
+        run.build(compose_run(*torchvision_model))
+
+
+def test_a_model_whose_output_does_not_fit_the_classes_is_refused_before_training():
+    from bench import run
+    from bench.config import ConfigError
+
+    config = compose_run("model._target_=torch.nn.Flatten", "~model.width", "~model.weights")
+    with pytest.raises(ConfigError) as e:
+        run.build(config)
+    [problem] = e.value.problems
+    assert problem.startswith("model._target_=torch.nn.Flatten: its output for a batch of 2 is")
+    assert "(2, 64)" in problem and "expected (2, 10)" in problem

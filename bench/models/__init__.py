@@ -63,6 +63,37 @@ def build(model: dict, num_classes: int, in_channels: int, image_size: int) -> n
 
     factory = get_object(model["_target_"])
     given = {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
-    accepted = inspect.signature(factory).parameters
+    parameters = inspect.signature(factory).parameters
+    accepted = set(parameters)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        # torchvision's builders (resnet18(*, weights, progress, **kwargs)) hand **kwargs to the
+        # model's class, which takes num_classes: the head must fit the data.
+        accepted.add("num_classes")
     knobs = {k: v for k, v in model.items() if not k.startswith("_")}
     return factory(**knobs, **{k: v for k, v in given.items() if k in accepted})
+
+
+def output_problem(net: nn.Module, target: str, num_classes: int, example) -> str | None:
+    """Why ``net`` cannot classify the data, judged on one ``example`` batch: its output must be
+    ``batch x num_classes``; None when it is."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = net.eval()(example)
+    except Exception as e:
+        return (
+            f"model._target_={target}: the model fails on a batch of the data "
+            f"(inputs {tuple(example.shape)}): {type(e).__name__}: {e}"
+        )
+    finally:
+        net.train()
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(example), num_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        return (
+            f"model._target_={target}: its output for a batch of {len(example)} is {shape}, but "
+            f"the data has {num_classes} classes: expected ({len(example)}, {num_classes}). Give "
+            "the model a head of num_classes outputs (bench passes num_classes to a factory that "
+            "takes it, or takes **kwargs)"
+        )
+    return None
