@@ -56,10 +56,19 @@ class ConfigError(ValueError):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-SEED: Rule = NON_NEGATIVE_INT
+# NumPy's legacy seeding (and so every library that seeds through it) takes 32 bits.
+SEED: Rule = (
+    lambda x: integer(x) and 0 <= x < 2**32,
+    f"an integer in [0, {2**32 - 1}] (what NumPy's and torch's seeding accept)",
+)
+# A report folder is named after it: a name the filesystem can hold (255 bytes on most).
 FOLDER_NAME: Rule = (
-    lambda x: NAME[0](x) and x not in (".", "..") and not any(c in x for c in "/\\"),
-    "a non-empty name without '/' or '\\', not '.' or '..' (it names a report folder)",
+    lambda x: NAME[0](x)
+    and x not in (".", "..")
+    and not any(c in x for c in "/\\")
+    and len(x.encode()) <= 255,
+    "a non-empty name without '/' or '\\', not '.' or '..', at most 255 bytes (it names a "
+    "report folder)",
 )
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 DEVICES = 'an integer >= 1, -1 (all), "auto", or a list of distinct device indices, e.g. [0, 1]'

@@ -298,6 +298,14 @@ DIGITS_RUN = "a run of 270 optimizer steps (18 per epoch x 15 epochs)"  # 1149 i
             "trainer.max_epochs: got 1.5; allowed: an integer >= 1",
         ),
         (
+            ["seed=1099511627776"],  # 2**40: NumPy's seeding would fail in every run
+            "seed: got 1099511627776; allowed: an integer in [0, 4294967295]",
+        ),
+        (
+            ["tracking.experiment=" + "x" * 300],  # no filesystem names a report folder so
+            "tracking.experiment: got 'xxxx",
+        ),
+        (
             ["optimizer=sgd_nesterov", "optimizer.momentum=0"],
             "optimizer.nesterov: got true with optimizer.momentum=0; allowed: false, or true "
             "with a momentum > 0",
@@ -320,6 +328,8 @@ DIGITS_RUN = "a run of 270 optimizer steps (18 per epoch x 15 epochs)"  # 1149 i
 def test_bad_input_is_named_before_any_run(overrides, expected):
     found = app_problems(*overrides)
     assert any(p.startswith(expected) for p in found), found
+    if overrides[0].startswith("tracking.experiment="):
+        assert found[0].endswith("at most 255 bytes (it names a report folder)")
 
 
 def test_bad_precision_lists_lightnings_values():
