@@ -273,9 +273,13 @@ def log_artifacts(uri: str, run_id: str, folder: str | os.PathLike) -> None:
 @_store_call
 def log_metrics(uri: str, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
     """Log ``metrics`` (name -> value) to run ``run_id`` in one batch, at ``step`` (the report's
-    headline numbers on a sweep's parent run)."""
+    headline numbers on a sweep's parent run). A metric whose latest value is already the one
+    given is not logged again, so a report made twice leaves one value per metric."""
     now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    latest = client(uri).get_run(run_id).data.metrics
+    batch = [
+        Metric(k, float(v), now, step) for k, v in metrics.items() if latest.get(k) != float(v)
+    ]
     if batch:
         client(uri).log_batch(run_id, metrics=batch)
 

@@ -670,3 +670,14 @@ def test_a_sweep_whose_end_fails_exits_non_zero_and_keeps_its_runs(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = children(client.search_runs([client.get_experiment_by_name("digits").experiment_id]))
     assert [r.info.status for r in runs] == ["FINISHED"]
+
+
+def test_a_report_made_again_leaves_one_value_per_parent_metric(sweep):
+    root, _, _, client, runs = sweep
+    again = run("bench-report", "--sweep", "latest", "--out", "again", cwd=root)
+    assert again.returncode == 0, again.stderr[-3000:]
+    [parent] = [r for r in runs if r.data.tags.get("bench.kind") == "sweep"]
+    metrics = client.get_run(parent.info.run_id).data.metrics
+    assert metrics  # the report's headline numbers
+    for key in metrics:
+        assert len(client.get_metric_history(parent.info.run_id, key)) == 1, key
