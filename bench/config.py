@@ -63,10 +63,12 @@ SEED: Rule = (
 )
 # A report folder is named after it: a name the filesystem can hold (255 bytes on most).
 FOLDER_NAME: Rule = (
-    lambda x: NAME[0](x)
-    and x not in (".", "..")
-    and not any(c in x for c in "/\\")
-    and len(x.encode()) <= 255,
+    lambda x: (
+        NAME[0](x)
+        and x not in (".", "..")
+        and not any(c in x for c in "/\\")
+        and len(x.encode()) <= 255
+    ),
     "a non-empty name without '/' or '\\', not '.' or '..', at most 255 bytes (it names a "
     "report folder)",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import math
@@ -432,9 +433,29 @@ class RandomState(Callback):
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def digest_path(path: str | Path) -> Path:
+    """Where a checkpoint's SHA-256 is kept: ``<checkpoint>.sha256`` beside it."""
+    return Path(f"{path}.sha256")
+
+
+def file_digest(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint to a temporary file and renames it into place, so that a process
-    killed while writing leaves the previous checkpoint whole."""
+    killed while writing leaves the previous checkpoint whole; its SHA-256 goes beside it
+    (``digest_path``), so that a file changed afterwards (a bad disk, a bit flip) is never
+    resumed from (``bench.run.checkpoint_usable``)."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
@@ -442,12 +463,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().save_checkpoint(checkpoint, partial, storage_options)
         with open(partial, "rb") as f:
             os.fsync(f.fileno())  # on disk before it takes the name (power loss)
+        digest = file_digest(partial)
         os.replace(partial, path)
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+        written = digest_path(path).with_name(digest_path(path).name + ".partial")
+        written.write_text(digest + "\n")
+        with open(written, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(written, digest_path(path))
+        _fsync_folder(path.parent)
 
 
 class EpochCheckpoint(ModelCheckpoint):

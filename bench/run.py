@@ -207,18 +207,31 @@ def file_digest(path: str | Path) -> str:
 
 
 def checkpoint_usable(path: str) -> bool:
-    """Whether a checkpoint file is there and readable (not cut short, not from an older
-    format); a damaged one is set aside as ``<name>.damaged`` so that the run starts afresh."""
+    """Whether a checkpoint file is there, intact (its SHA-256 the one written beside it when
+    it was saved) and readable; a damaged one, or one without its digest, is set aside as
+    ``<name>.damaged`` so that the run starts afresh."""
     import torch
+
+    from bench.lightning import digest_path, file_digest
 
     if not Path(path).is_file():
         return False
+    digest = digest_path(path)
     try:
+        expected = digest.read_text().strip() if digest.is_file() else None
+        if expected is None:
+            raise ValueError("no digest beside it")
+        if file_digest(path) != expected:
+            raise ValueError("its content is not what was written: SHA-256 differs")
         torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return True
     except Exception as e:
-        log.warning("checkpoint %s cannot be read (%s); set aside", path, type(e).__name__)
+        why = str(e) if isinstance(e, ValueError) else type(e).__name__
+        log.warning(
+            "checkpoint %s cannot be used (%s); set aside, the run starts afresh", path, why
+        )
         Path(path).replace(f"{path}.damaged")
+        digest.unlink(missing_ok=True)
         return False
 
 
@@ -359,6 +372,7 @@ def train(
         shutil.rmtree(scratch, ignore_errors=True)
         if checkpoint and recorder.status == "FINISHED":  # nothing left to resume
             checkpoint.unlink(missing_ok=True)
+            lightning.digest_path(checkpoint).unlink(missing_ok=True)
             recorder.forget_checkpoint()
     log.info(
         "%s: val_acc=%.4f test_acc=%.4f",

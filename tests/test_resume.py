@@ -114,14 +114,42 @@ def test_starting_weights_trained_again_under_the_same_name_make_a_new_run(tmp_p
     assert run.identity(config) != before
 
 
+def test_a_checkpoint_changed_after_it_was_written_is_set_aside(tmp_path):
+    """Bytes flipped inside a tensor leave a file torch still loads, holding other weights: the
+    digest written beside it tells. A checkpoint without its digest is not trusted either."""
+    import torch
+
+    from bench import run
+    from bench.lightning import AtomicCheckpointIO, digest_path
+
+    path = tmp_path / "run.ckpt"
+    weights = torch.arange(1000, dtype=torch.float32)
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": weights}, "epoch": 2}, path)
+    assert run.checkpoint_usable(str(path))
+    data = bytearray(path.read_bytes())
+    at = data.find(weights[500:510].numpy().tobytes())  # inside the tensor's storage
+    data[at : at + 100] = bytes(b ^ 0xFF for b in data[at : at + 100])
+    path.write_bytes(bytes(data))
+    flipped = torch.load(path, weights_only=True)["state_dict"]["w"]  # loads, but is not it
+    assert not torch.equal(flipped, weights)
+    assert not run.checkpoint_usable(str(path))
+    assert (tmp_path / "run.ckpt.damaged").exists() and not digest_path(path).exists()
+
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": weights}, "epoch": 2}, path)
+    digest_path(path).unlink()
+    assert not run.checkpoint_usable(str(path))
+
+
 def test_a_damaged_checkpoint_is_set_aside_and_not_resumed(tmp_path):
     import torch
 
     from bench import run
+    from bench.lightning import AtomicCheckpointIO, digest_path
 
     good, cut = tmp_path / "good.ckpt", tmp_path / "cut.ckpt"
-    torch.save({"state_dict": {"w": torch.zeros(3)}, "epoch": 2}, good)
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 2}, good)
     cut.write_bytes(good.read_bytes()[:100])  # a write cut short
+    digest_path(cut).write_text(digest_path(good).read_text())
     assert run.checkpoint_usable(str(good))
     assert not run.checkpoint_usable(str(cut))
     assert not cut.exists() and (tmp_path / "cut.ckpt.damaged").exists()
