@@ -42,7 +42,10 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
     sweep = Sweep.load(launch_dir / hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
     if sweep is None:
         uri = tracking.resolve_uri(config["tracking"]["uri"], cwd=launch_dir)
-        experiment_id = tracking.ensure_experiment(uri, config["tracking"]["experiment"])
+        try:
+            experiment_id = tracking.ensure_experiment(uri, config["tracking"]["experiment"])
+        except tracking.StoreError as e:
+            abort(f"nothing was run: {e}")
         tracking.close_stale(uri, experiment_id)
         decision = _decide(config, uri, experiment_id, None, config["run_name"])
         if decision.action != resume.RESUME and decision.action != resume.RUN:

@@ -1049,7 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
             tags=_pairs(args.tag, "--tag"),
             params=_pairs(args.where, "--where"),
         )
-    except LookupError as e:
+    except (LookupError, tracking.StoreError) as e:
         print(f"bench-report: {e.args[0]}", file=sys.stderr)
         return 2
     print_tables(report)

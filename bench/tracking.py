@@ -160,10 +160,88 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?")[0])
 
 
+class StoreError(RuntimeError):
+    """A store that cannot be opened, with what to do about it."""
+
+
+def _create_sqlite(path: Path) -> None:
+    """A new SQLite store at ``path``, built whole under another name and renamed into place:
+    a process killed while MLflow creates and migrates the schema leaves no half-built store
+    where later commands would find it."""
+    building = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    building.unlink(missing_ok=True)
+    uri = f"sqlite:///{building}"
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema
+        _dispose(uri)
+        os.replace(building, path)
+    finally:
+        building.unlink(missing_ok=True)
+
+
+def _dispose(uri: str) -> None:
+    """Close MLflow's cached connections to the store ``uri``."""
+    store = getattr(
+        sys.modules.get("mlflow.store.tracking.sqlalchemy_store"), "SqlAlchemyStore", None
+    )
+    engine = getattr(store, "_engine_map", {}).pop(uri, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _runs_in(path: Path) -> int | None:
+    """How many runs a SQLite store holds: 0 where its schema has no runs table yet, None where
+    the file cannot be read as a database at all (then nothing can say it holds none)."""
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as db:
+            return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+    except sqlite3.OperationalError as e:
+        return 0 if "no such table" in str(e) else None
+    except sqlite3.DatabaseError:
+        return None
+
+
+def _open_sqlite(uri: str, path: Path) -> MlflowClient:
+    """Open (creating it first if it is not there) the SQLite store at ``path``. A store whose
+    schema was left half-built (by a process killed while creating it, before this version)
+    and that holds no run is rebuilt; one that holds runs is never touched."""
+    if not path.exists():
+        _create_sqlite(path)
+    try:
+        mc = MlflowClient(uri)
+        mc.search_experiments(max_results=1)
+        return mc
+    except Exception as e:
+        _dispose(uri)
+        n_runs = _runs_in(path)
+        if n_runs != 0:
+            holds = (
+                "it cannot be read as a database" if n_runs is None else f"it holds {n_runs} runs"
+            )
+            raise StoreError(
+                f"the MLflow store {path} cannot be opened ({type(e).__name__}: "
+                f"{str(e).splitlines()[0]}); {holds}, so it is left as it is. Restore it from a "
+                "copy, or move it away to start a new store there"
+            ) from e
+        aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+        path.replace(aside)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        log.warning(
+            "The MLflow store %s was half-built (%s) and held no run: moved to %s and built again",
+            path,
+            type(e).__name__,
+            aside.name,
+        )
+        _create_sqlite(path)
+        return MlflowClient(uri)
+
+
 @functools.lru_cache(maxsize=32)
 def client(uri: str) -> MlflowClient:
     """The one ``MlflowClient`` of store ``uri`` in this process (``mc`` below). A SQLite store
-    is opened (and, the first time, created) under the lock file ``<store>.lock``."""
+    is opened (and, the first time, created whole: ``_open_sqlite``) under the lock file
+    ``<store>.lock``."""
     from filelock import FileLock
 
     path = sqlite_file(uri)
@@ -171,7 +249,7 @@ def client(uri: str) -> MlflowClient:
         return MlflowClient(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(f"{path}.lock"), signals_deferred():
-        mc = MlflowClient(uri)  # creates the schema in a new file
+        mc = _open_sqlite(uri, path)
         with contextlib.closing(sqlite3.connect(path, timeout=60)) as db:
             if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 db.execute("PRAGMA journal_mode=WAL")  # kept by the file from now on

@@ -511,3 +511,45 @@ def test_a_requeued_slurm_job_takes_over_the_run_its_earlier_start_left(tmp_path
     from mlflow.tracking import MlflowClient
 
     assert MlflowClient(uri).get_run(left.run_id).info.status == "KILLED"
+
+
+def test_a_half_built_store_without_runs_is_rebuilt_and_kept_aside(tmp_path):
+    """What a process killed inside MLflow's schema creation left, before stores were built
+    aside: some tables, no run. Opening it rebuilds it; the old file is kept beside it."""
+    import sqlite3
+
+    path = tmp_path / "mlflow.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE evaluation_datasets (x INTEGER)")
+        db.execute("CREATE TABLE experiments (experiment_id INTEGER)")
+    uri = f"sqlite:///{path}"
+    experiment = tracking.ensure_experiment(uri, "after")
+    assert tracking.client(uri).get_experiment(experiment).name == "after"
+    assert len(list(tmp_path.glob("mlflow.db.broken-*"))) == 1
+
+
+def test_a_store_that_is_not_a_database_is_left_alone_and_named(tmp_path):
+    path = tmp_path / "mlflow.db"
+    junk = os.urandom(50_000)
+    path.write_bytes(junk)
+    with pytest.raises(tracking.StoreError, match="it cannot be read as a database, so it is left"):
+        tracking.client(f"sqlite:///{path}")
+    assert path.read_bytes() == junk and not list(tmp_path.glob("mlflow.db.broken-*"))
+
+
+def test_a_store_killed_while_it_is_created_is_never_left_half_built(tmp_path):
+    """SIGKILL at several moments of a new store's creation (MLflow's import, its tables, its
+    migrations): afterwards the store is absent or whole, and the next command opens it."""
+    import subprocess
+    import sys
+
+    for delay in (1.5, 2.5, 3.5, 4.5):
+        folder = tmp_path / str(delay)
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        create = f"from bench import tracking; tracking.client({uri!r})"
+        process = subprocess.Popen([sys.executable, "-c", create])
+        time.sleep(delay)
+        process.kill()
+        process.wait()
+        assert tracking.ensure_experiment(uri, "after")  # the next command opens it
+        assert not list(folder.glob("mlflow.db.broken-*")), delay  # nothing half-built there
