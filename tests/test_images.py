@@ -220,3 +220,30 @@ def test_cifar10_batches_of_every_pickle_protocol_still_load(tmp_path):
             path.write_bytes(pickle.dumps(entry, protocol=protocol))
             read = cifar10._unpickle(path)
             assert np.array_equal(read["data"], entry["data"]) and read["labels"] == entry["labels"]
+
+
+def test_a_file_that_is_not_an_image_is_named_before_any_run(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(6):
+                Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(tmp_path / split / c / f"{i}.png")
+    good = (tmp_path / "train" / "b" / "3.png").read_bytes()
+    (tmp_path / "train" / "b" / "3.png").write_bytes(good[:40] + b"\0" * 20 + good[60:])  # bad CRC
+    (tmp_path / "test" / "a" / "1.png").write_bytes(b"not an image at all")
+    result = subprocess.run(
+        [str(pathlib.Path(sys.executable).parent / "bench"), "data=image_folder"]
+        + [f"data.root={tmp_path}", "data.val_size=2", "schedule=constant", "seed=0"],
+        cwd=tmp_path,
+        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "2 file(s) in" in result.stderr and "are not readable images" in result.stderr
+    assert str(tmp_path / "train" / "b" / "3.png") in result.stderr
+    assert str(tmp_path / "test" / "a" / "1.png") in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # nothing was run

@@ -2,6 +2,10 @@
 
 Class names are the folder names (sorted), the same in both splits. Every image is decoded once,
 as RGB, when a run starts; they must share one size, or ``image_size`` resizes each on loading.
+Before any run, every file is opened and verified by Pillow (its header, and for PNG its
+checksums: about 3 s for CIFAR-10's 60,000 files), so a file that is not an image is
+named before any run; damage that only a full decode shows (a JPEG cut short) is named, file
+and all, when the run decodes it.
 """
 
 from __future__ import annotations
@@ -29,14 +33,39 @@ def _samples(folder: Path) -> tuple[list[str], list[tuple[str, int]], tuple[str,
     return classes, samples, tuple(classes[i] for i in np.flatnonzero(counts == 0))
 
 
+def _unreadable_one(path: str) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as e:
+        return f"{path} ({type(e).__name__}: {e})"
+    return None
+
+
+@cache
+def _unreadable(folder: Path) -> tuple[str, ...]:
+    """The files of a split's folder that Pillow cannot open and verify, with why."""
+    _, samples, _ = _samples(folder)
+    # One thread: the files are small and the work is mostly Python (threads only add).
+    return tuple(f for f in map(_unreadable_one, (p for p, _ in samples)) if f)
+
+
 def _decode(path: str, size: int | None) -> np.ndarray:
     from PIL import Image
 
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        if size is not None and image.size != (size, size):
-            image = image.resize((size, size), Image.Resampling.BILINEAR)
-        return np.asarray(image)
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            if size is not None and image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(image)
+    except Exception as e:
+        raise DataError(
+            f"data.root: {path} cannot be decoded as an image ({type(e).__name__}: {e}); "
+            "remove or replace it"
+        ) from None
 
 
 class ImageFolderDataModule(ImageDataModule):
@@ -75,6 +104,13 @@ class ImageFolderDataModule(ImageDataModule):
             raise DataError(
                 f"data.root: class folder(s) {', '.join(empty)} in {root} hold no images "
                 "(.jpg, .jpeg, .png, .ppm, .bmp, .pgm, .tif, .tiff or .webp)"
+            )
+        bad = [f for split in SPLITS for f in _unreadable(root / split)]
+        if bad:
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise DataError(
+                f"data.root: {len(bad)} file(s) in {root} are not readable images: "
+                f"{'; '.join(bad[:5])}{more}; remove or replace them"
             )
         return Index(
             np.array([y for _, y in train], dtype=np.int64),
