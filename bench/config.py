@@ -755,6 +755,28 @@ def resource_problems(cfg: Mapping[str, Any]) -> list[str]:
     return found
 
 
+# Base LRs that train something: well outside, a run is almost surely a typo (1e-30, 1e5).
+SANE_LR = (1e-6, 10.0)
+
+
+def warnings(cfg: Mapping[str, Any]) -> list[str]:
+    """What is allowed but almost surely not meant: an LR far outside any that trains."""
+    lr, scale = _get(cfg, "optimizer.lr"), _get(cfg, "optimizer.lr_scale")
+    if not number(lr):
+        return []
+    runs_at = lr * (scale if number(scale) else 1)
+    low, high = SANE_LR
+    if low <= runs_at <= high:
+        return []
+    side = "below" if runs_at < low else "above"
+    return [
+        f"optimizer.lr: {lr:g}"
+        + (f" x lr_scale {scale:g}" if number(scale) and scale != 1 else "")
+        + f" is far {side} any LR that trains a network ({low:g} to {high:g}): the runs will go "
+        "on, but check the value (bench-lr-find suggests one)"
+    ]
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
     """Raise ``ConfigError`` naming every invalid field of ``cfg``: values, arguments, and
     (when those are fine) the data and weights on disk."""

@@ -110,6 +110,8 @@ def check_all(
     if found:
         lines = "\n".join(f"  - {p}   [{where}]" for p, where in found.items())
         abort(f"invalid configuration, nothing was run:\n{lines}")
+    for warning in dict.fromkeys(w for plain in plains for w in bench_config.warnings(plain)):
+        log.warning(warning)
     return plains
 
 

@@ -449,3 +449,21 @@ def test_image_val_size_names_the_range_that_works(cifar_archive):
             "data=cifar10", f"data.root={cifar_archive}", fixed, "data.batch_size=8"
         )
         assert fine == [], fixed
+
+
+def test_an_lr_far_outside_any_that_trains_is_warned_about_not_refused():
+    from bench import config as bench_config
+
+    def warned(*overrides):
+        return bench_config.warnings(compose_run(*overrides))
+
+    assert warned() == [] and warned("optimizer.lr=5") == []
+    [low] = warned("optimizer.lr=1e-30")
+    assert low.startswith("optimizer.lr: 1e-30 is far below any LR that trains a network")
+    [high] = warned("optimizer.lr=1e5")
+    assert "far above" in high
+    # schedule-free SGD runs at lr x lr_scale: 2 x 10 = 20 is beyond the range, 0.1 x 10 not
+    assert warned("optimizer=sgd_schedulefree", "schedule=constant", "optimizer.lr=0.1") == []
+    [scaled] = warned("optimizer=sgd_schedulefree", "schedule=constant", "optimizer.lr=2")
+    assert scaled.startswith("optimizer.lr: 2 x lr_scale 10 is far above")
+    assert app_problems("optimizer.lr=1e-30") == []  # a warning, never a refusal
