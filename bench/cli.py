@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -33,8 +34,9 @@ CONFIG_DIR = bench_config.CONFIG_DIR  # conf/: inside an installed wheel, or the
 
 
 def task(cfg: DictConfig) -> dict[str, float] | None:
-    """The Hydra task: one run, unless the store has it already (``bench.resume``). Inside a
-    sweep a failing run is recorded, not raised."""
+    """The Hydra task: one run, unless the store has it already (``bench.resume``) or another
+    process is starting it (``tracking.claimed``). Inside a sweep a failing run is recorded,
+    not raised."""
     hc = HydraConfig.get()
     launch_dir = Path(hc.runtime.cwd)  # where the command ran, even if the job changed folder
     config = bench_config.resolve_paths(run_config(cfg), launch_dir)
@@ -47,13 +49,25 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
         except tracking.StoreError as e:
             abort(f"nothing was run: {e}")
         tracking.close_stale(uri, experiment_id)
-        decision = _decide(config, uri, experiment_id, None, config["run_name"])
-        if decision.action != resume.RESUME and decision.action != resume.RUN:
-            return None
-        return run.train(
-            config, tracking_uri=uri, experiment_id=experiment_id, resume_from=decision, **where
-        )
+        with tracking.claimed(uri, run.identity(config)) as mine:
+            if not mine:
+                log.info("%s: started by another process just now; skipped", config["run_name"])
+                return None
+            decision = _decide(config, uri, experiment_id, None, config["run_name"])
+            if decision.action != resume.RESUME and decision.action != resume.RUN:
+                return None
+            return run.train(
+                config, tracking_uri=uri, experiment_id=experiment_id, resume_from=decision, **where
+            )
     label = f"[{hc.job.num + 1}/{sweep.n_runs}] {config['run_name']}"
+    with tracking.claimed(sweep.tracking_uri, run.identity(config)) as mine:
+        if not mine:  # the same sweep started twice: the other one trains this run
+            _await_other(config, sweep, label)
+            return None
+        return _sweep_run(config, sweep, label, hc, launch_dir, where)
+
+
+def _sweep_run(config: dict, sweep: Sweep, label: str, hc, launch_dir: Path, where: dict):
     decision = _decide(config, sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, label)
     if decision.run_id and sweep.parent_run_id not in decision.sweeps:
         tracking.link(sweep.tracking_uri, decision.run_id, sweep.parent_run_id)
@@ -85,6 +99,25 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
         tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, "KILLED")
         print(f"\n{label} interrupted: the run and its sweep are marked KILLED.", file=sys.stderr)
         raise
+
+
+AWAIT_SECONDS = 60  # how long to wait for the process that claimed a run to record it
+
+
+def _await_other(config: dict, sweep: Sweep, label: str) -> None:
+    """Another process claimed this run: wait until it has recorded the run, then count it in
+    this sweep too (as running elsewhere), without training it."""
+    key = run.identity(config)
+    deadline = time.monotonic() + AWAIT_SECONDS
+    while time.monotonic() < deadline:
+        previous = tracking.previous_runs(sweep.tracking_uri, sweep.experiment_id, key)
+        if previous.get(key):
+            break
+        time.sleep(0.5)
+    decision = _decide(config, sweep.tracking_uri, sweep.experiment_id, sweep.parent_run_id, label)
+    if decision.run_id and sweep.parent_run_id not in decision.sweeps:
+        tracking.link(sweep.tracking_uri, decision.run_id, sweep.parent_run_id)
+    log.info("%s: claimed by another process running the same grid; not trained here", label)
 
 
 def _decide(

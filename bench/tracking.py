@@ -160,6 +160,33 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?")[0])
 
 
+@contextlib.contextmanager
+def claimed(uri: str, key: str):
+    """Claim the run of identity ``key`` in store ``uri`` for this process while the block runs:
+    yields True when claimed, False when another process holds it (the same sweep started
+    twice). A SQLite store's claims are lock files beside it (``<store>.claims/<key>.lock``,
+    released when the process ends however it ends); a tracking server's runs are not claimed
+    here (there, one sweep per grid, or the report counts each cell once)."""
+    from filelock import FileLock, Timeout
+
+    path = sqlite_file(uri)
+    if path is None:
+        yield True
+        return
+    folder = path.with_name(f"{path.name}.claims")
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(folder / f"{key}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
 class StoreError(RuntimeError):
     """A store that cannot be opened, with what to do about it."""
 

@@ -681,3 +681,26 @@ def test_a_report_made_again_leaves_one_value_per_parent_metric(sweep):
     assert metrics  # the report's headline numbers
     for key in metrics:
         assert len(client.get_metric_history(parent.info.run_id, key)) == 1, key
+
+
+def test_the_same_sweep_started_twice_at_once_trains_each_run_once(tmp_path):
+    args = ["bench", "schedule=constant,cosine", "seed=0", "trainer.max_epochs=2"]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": ""}
+    first, second = (
+        subprocess.Popen(
+            [str(BIN / args[0]), *args[1:]],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    )
+    outputs = [p.communicate(timeout=300) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, [o[1][-2000:] for o in outputs]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = children(client.search_runs([client.get_experiment_by_name("digits").experiment_id]))
+    keys = [r.data.tags["bench.key"] for r in runs]
+    assert len(keys) == len(set(keys)) == 2  # one run per identity, whichever sweep ran it
+    assert all(r.info.status == "FINISHED" for r in runs)

@@ -553,3 +553,29 @@ def test_a_store_killed_while_it_is_created_is_never_left_half_built(tmp_path):
         process.wait()
         assert tracking.ensure_experiment(uri, "after")  # the next command opens it
         assert not list(folder.glob("mlflow.db.broken-*")), delay  # nothing half-built there
+
+
+def test_a_run_is_claimed_by_one_process_at_a_time(tmp_path):
+    """The claim on a run's identity is held by the process that got it, while it lives: a
+    second process is told no; once the first ends (here: killed), the claim is free."""
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    hold = (
+        "import sys, time\nfrom bench import tracking\n"
+        f"with tracking.claimed({uri!r}, 'k1') as mine:\n"
+        "    print(mine, flush=True)\n    time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        with tracking.claimed(uri, "k1") as mine:
+            assert mine is False
+        with tracking.claimed(uri, "k2") as other:
+            assert other is True  # another identity is free
+    finally:
+        holder.kill()
+        holder.wait()
+    with tracking.claimed(uri, "k1") as mine:
+        assert mine is True
