@@ -45,6 +45,9 @@ def test_defaults_are_valid(default):
     validate(default)
 
 
+SEEDS = "an integer in [0, 4294967295] (what NumPy's and torch's seeding accept)"
+
+
 @pytest.mark.parametrize(
     ("field", "value", "allowed"),
     [
@@ -56,11 +59,15 @@ def test_defaults_are_valid(default):
         ("trainer__max_epochs", 2.5, "an integer >= 1"),
         ("data__batch_size", 0, "an integer >= 1"),
         ("data__val_fraction", 1.0, "a number in (0, 1)"),
-        ("seed", -1, "an integer >= 0"),
-        ("seed", True, "an integer >= 0"),
+        ("seed", -1, SEEDS),
+        ("seed", True, SEEDS),
         ("schedule__warmup_fraction", 1.5, "a number in [0, 1)"),
         ("schedule__warmup_fraction", 1.0, "a number in [0, 1)"),  # no step left to schedule
-        ("data__split_seed", -1, "an integer >= 0"),
+        (
+            "data__split_seed",
+            -1,
+            SEEDS,
+        ),
         ("optimizer__lr", float("nan"), "a number > 0"),
         ("optimizer__lr", float("inf"), "a number > 0"),
         ("trainer__max_loss", 0, "null or a number > 0"),
