@@ -41,7 +41,7 @@ def test_same_seed_same_run_on_cpu(store):
     ],
 )
 def test_schedule_length_is_the_real_number_of_optimizer_steps(store, overrides, steps_per_epoch):
-    cfg = compose_run("trainer.max_epochs=2", "schedule=polynomial", *overrides)
+    cfg = compose_run("trainer.max_epochs=2", "schedule=polynomial", "schedule.power=1", *overrides)
     train(cfg)
     run = store.search_runs([store.get_experiment_by_name("digits").experiment_id])[0]
     assert int(run.data.params["steps_per_epoch"]) == steps_per_epoch
