@@ -546,14 +546,19 @@ class EpochLog(Callback):
         )
 
 
-def quiet_lightning() -> None:
-    """Silence Lightning's per-run banners and the advice that does not apply to in-memory data."""
+def quiet_lightning(one_process: bool = True) -> None:
+    """Silence Lightning's per-run banners and the advice that does not apply: to in-memory
+    data, and (``one_process``: a run of one device) to launching with SLURM's ``srun``, which
+    Lightning gives on any machine where ``srun`` exists (a cluster's login node, a job that
+    bench's SLURM launcher started itself)."""
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*number of training batches.*smaller than.*")
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    if one_process:
+        warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
 
 
 def progress_callbacks(label: str, enabled: bool) -> list[Callback]:

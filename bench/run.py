@@ -267,7 +267,7 @@ def train(
     from bench import ensemble, lightning, schedules
 
     bench_config.validate(config)
-    lightning.quiet_lightning()
+    lightning.quiet_lightning(bench_config.world_size(config["trainer"]) == 1)
     set_threads(config)
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     resuming = resume_from is not None and resume_from.action == resume.RESUME

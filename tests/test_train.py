@@ -1,6 +1,8 @@
 """One run in-process (composed like the app composes it): reproducible from its seed, and sized
 from the real number of optimizer steps."""
 
+import os
+
 import pytest
 from conftest import compose_run
 from conftest import train_here as train
@@ -98,3 +100,25 @@ def test_a_diverging_run_stops_and_finishes_tagged_diverged(store):
 
     [row] = tracking.load_runs(store.tracking_uri, "digits").runs.itertuples()
     assert row.diverged
+
+
+@pytest.mark.parametrize("one_process", [True, False])
+def test_lightnings_srun_advice_is_silenced_for_one_device_runs(tmp_path, monkeypatch, one_process):
+    """Where SLURM's srun exists (a login node), Lightning advises launching with it on every
+    run: advice for multi-process jobs, noise for bench's one-device runs."""
+    import warnings
+
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    from bench import lightning
+
+    srun = tmp_path / "srun"
+    srun.write_text("#!/bin/sh\nexit 0\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lightning.quiet_lightning(one_process)
+        SLURMEnvironment.detect()
+    said = [str(w.message) for w in caught if "srun" in str(w.message)]
+    assert (said == []) if one_process else said
