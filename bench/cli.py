@@ -20,13 +20,12 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from bench import config as bench_config
 from bench import launch, resume, run, sequential, tracking  # launch: the launchers' resolvers
-from bench.sweep import Sweep, abort, interrupted, run_config
+from bench.sweep import Sweep, abort, first_point, interrupted, run_config
 
 log = logging.getLogger("bench")
 
@@ -164,14 +163,7 @@ def unknown_key_message(config_name: str, overrides: list[str]) -> str | None:
     from hydra import compose, initialize_config_dir
     from hydra.errors import ConfigCompositionException
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    # One grid point is enough to know which keys exist: the first value of every sweep.
-    point = [
-        f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}"
-        if o.is_sweep_override()
-        else o.input_line
-        for o in parsed
-    ]
+    point = first_point(overrides)  # one grid point is enough to know which keys exist
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         try:
             compose(config_name=config_name, overrides=point)

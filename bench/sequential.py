@@ -101,19 +101,12 @@ def rule_text(settings: dict[str, Any]) -> str:
 def _compose(args: list[str]):
     """The sweep's config for the first point of the grid, Hydra's own keys included."""
     from hydra import compose, initialize_config_dir
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from bench.config import CONFIG_DIR
+    from bench.sweep import first_point
 
-    parsed = OverridesParser.create().parse_overrides(args)
-    point = [
-        f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}"
-        if o.is_sweep_override()
-        else o.input_line
-        for o in parsed
-    ]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="sweep", overrides=point, return_hydra_config=True)
+        return compose(config_name="sweep", overrides=first_point(args), return_hydra_config=True)
 
 
 def _first_seeds(args: list[str], cfg) -> list[int]:

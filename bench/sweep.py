@@ -72,6 +72,17 @@ def abort(message: str) -> None:
     raise SystemExit(2)
 
 
+def first_point(overrides: list[str]) -> list[str]:
+    """The overrides of the grid's first point: every sweep (``a=1,2``) cut to its first value,
+    enough to compose a config that has every key the grid's configs have."""
+    return [
+        f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}"
+        if o.is_sweep_override()
+        else o.input_line
+        for o in OverridesParser.create().parse_overrides(overrides)
+    ]
+
+
 def grid(config: DictConfig) -> list[list[str]]:
     """The override list of every job of a basic-sweeper multirun, in launch order."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
