@@ -633,19 +633,48 @@ def time_train(
     )
 
 
+def stored_run(uri: str, config: Mapping[str, Any]) -> dict:
+    """The final accuracies and wall time of the finished run of ``config``'s identity in the
+    store ``uri`` (its ``tracking.experiment``)."""
+    from bench import run
+
+    key = run.identity(config)
+    experiment = config["tracking"]["experiment"]
+    mc = tracking.client(uri)
+    found = mc.search_runs(
+        [tracking.experiment_id(uri, experiment)],
+        filter_string=f"tags.`{tracking.KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+    )
+    if not found:
+        raise SystemExit(
+            f"perf accuracy: no finished run of {config['schedule']['name']} seed "
+            f"{config['seed']} with this config in {uri} ({experiment})"
+        )
+    r = found[0]
+    return {
+        "wall": (r.info.end_time - r.info.start_time) / 1000,
+        "val_acc": r.data.metrics["val_acc"],
+        "test_acc": r.data.metrics["test_acc"],
+    }
+
+
 def check_accuracy(
     seeds: list[int],
     schedule_names: list[str],
     epochs: int | None,
     cifar_root: str | None,
     extra: Sequence[str] = (),
+    bench_store: str | None = None,
 ) -> Part:
     """The CIFAR-10 CPU study's runs against the bare loop of the same network, data, seed and
     schedule: final validation and test accuracy side by side, and bench - bare paired by seed
     with its 95% CI per schedule. The two sides draw their random numbers in different orders
     (Lightning's loop against a plain one), so they are two samples of one training, not the
     same numbers: they match when the paired difference's interval holds 0. ``extra``: more
-    overrides (smaller sizes, for a try-out)."""
+    overrides (smaller sizes, for a try-out). ``bench_store``: take bench's side from the
+    finished runs of that store's ``cifar10_cpu`` experiment with the same identity (the study
+    already ran them; on the CPU at its thread count a run's numbers are the same every time)
+    instead of training it again."""
     from bench.analysis import stats as paired_stats
 
     if cifar_root is None:
@@ -660,8 +689,11 @@ def check_accuracy(
             for seed in seeds:
                 overrides = setting_overrides("cifar10_cpu", epochs, root, None)
                 config = compose([*overrides, *extra, f"schedule={schedule}", f"seed={seed}"])
-                say(f"accuracy: {schedule} seed {seed}: bench run")
-                bench = bench_run(config, uri, experiment_id, folder)
+                if bench_store:
+                    bench = stored_run(bench_store, config)
+                else:
+                    say(f"accuracy: {schedule} seed {seed}: bench run")
+                    bench = bench_run(config, uri, experiment_id, folder)
                 say(f"accuracy: {schedule} seed {seed}: bare loop")
                 bare = bare_run(config)
                 rows.append(
@@ -1215,6 +1247,12 @@ def parser() -> argparse.ArgumentParser:
         default=["constant", "cosine"],
         help="schedules (default: constant cosine)",
     )
+    g.add_argument(
+        "--bench-store",
+        metavar="URI",
+        help="take bench's side from the finished runs of this MLflow store (the study's own) "
+        "instead of training them again",
+    )
     g = p.add_argument_group("augment")
     g.add_argument("--images", type=int, help=f"training images of the epoch {sizes('images')}")
     g.add_argument("--batch", type=int, default=128, help="batch size (default: 128)")
@@ -1253,7 +1291,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in wanted:
         if name == "accuracy":
             epochs = args.cifar_epochs if "--cifar-epochs" in argv else None
-            part = check_accuracy(args.seeds, args.schedules, epochs, args.cifar_root)
+            part = check_accuracy(
+                args.seeds, args.schedules, epochs, args.cifar_root, bench_store=args.bench_store
+            )
         elif name == "train":
             part = time_train(
                 args.settings,

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bench import perf
 
@@ -119,3 +120,25 @@ def test_accuracy_check_pairs_bench_and_the_bare_loop_by_seed(tmp_path):
         "accuracy.csv",
         "accuracy_summary.csv",
     }
+
+
+def test_accuracy_check_takes_bench_from_a_studys_store(tmp_path):
+    """With --bench-store, bench's side is the study's own finished run of the same identity,
+    not a new one; a cell the store lacks is named."""
+    from bench import tracking
+
+    root = perf.write_cifar10(tmp_path / "data", train=5000, test=1000)
+    extra = ["data.train_per_class=20", "data.val_size=100"]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = perf.compose(
+        [*perf.setting_overrides("cifar10_cpu", 1, root, None), *extra, "schedule=cosine", "seed=0"]
+    )
+    experiment = tracking.ensure_experiment(uri, config["tracking"]["experiment"])
+    ran = perf.bench_run(config, uri, experiment, tmp_path)
+    part = perf.check_accuracy([0], ["cosine"], 1, str(root), extra=extra, bench_store=uri)
+    [row] = part.table.to_dict("records")
+    assert (
+        row["bench val %"] == 100 * ran["val_acc"] and row["bench test %"] == 100 * ran["test_acc"]
+    )
+    with pytest.raises(SystemExit, match="no finished run of cosine seed 1"):
+        perf.check_accuracy([1], ["cosine"], 1, str(root), extra=extra, bench_store=uri)
