@@ -1,16 +1,14 @@
 """Image data: the ImageFolder path on real CIFAR-10, the CIFAR-10 path on a generated archive in
 torchvision's layout, the split knobs, and the batched augmentation."""
 
-import os
 import pathlib
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from conftest import CIFAR_CLASSES, write_cifar_archive
+from test_app import run
 
 from bench.data import CIFAR10DataModule, DataError, ImageFolderDataModule, augment, cifar10, splits
 
@@ -194,14 +192,14 @@ def test_a_crafted_cifar10_batch_is_refused_as_data_and_never_run(
     batch = cifar_archive / "cifar-10-batches-py" / "data_batch_3"
     with open(batch, "wb") as f:
         pickle.dump({"data": _RunsCode(marker), "labels": []}, f, protocol=protocol)
-    result = subprocess.run(
-        [str(pathlib.Path(sys.executable).parent / "bench-train"), "data=cifar10"]
-        + [f"data.root={cifar_archive}", "data.val_size=10", "model=resnet_small"],
+    result = run(
+        "bench-train",
+        "data=cifar10",
+        f"data.root={cifar_archive}",
+        "data.val_size=10",
+        "model=resnet_small",
         cwd=tmp_path,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-        capture_output=True,
-        text=True,
-        timeout=120,
+        env={"MLFLOW_TRACKING_URI": ""},
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"{batch} is not a CIFAR-10 batch" in result.stderr
@@ -233,14 +231,15 @@ def test_a_file_that_is_not_an_image_is_named_before_any_run(tmp_path):
     good = (tmp_path / "train" / "b" / "3.png").read_bytes()
     (tmp_path / "train" / "b" / "3.png").write_bytes(good[:40] + b"\0" * 20 + good[60:])  # bad CRC
     (tmp_path / "test" / "a" / "1.png").write_bytes(b"not an image at all")
-    result = subprocess.run(
-        [str(pathlib.Path(sys.executable).parent / "bench"), "data=image_folder"]
-        + [f"data.root={tmp_path}", "data.val_size=2", "schedule=constant", "seed=0"],
+    result = run(
+        "bench",
+        "data=image_folder",
+        f"data.root={tmp_path}",
+        "data.val_size=2",
+        "schedule=constant",
+        "seed=0",
         cwd=tmp_path,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
-        capture_output=True,
-        text=True,
-        timeout=120,
+        env={"MLFLOW_TRACKING_URI": ""},
     )
     assert result.returncode == 2, result.stderr[-2000:]
     assert "2 file(s) in" in result.stderr and "are not readable images" in result.stderr
