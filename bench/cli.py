@@ -182,11 +182,43 @@ def unknown_key_message(config_name: str, overrides: list[str]) -> str | None:
     if not isinstance(node, DictConfig):
         return None
     where = f"under '{parent}'" if parent else "at the top level"
-    keys = ", ".join(str(k) for k in node if k != "hydra")
+    keys = [str(k) for k in node if k != "hydra"]
     return (
-        f"unknown key '{key}': the config has no '{leaf}' {where}; the keys there are: {keys}. "
+        f"unknown key '{key}': the config has no '{leaf}' {where};"
+        f"{bench_config.did_you_mean(leaf, keys)} the keys there are: {', '.join(keys)}. "
         f"(To add a key that the config does not have, write +{key}=VALUE.)"
     )
+
+
+def unknown_option_message(overrides: list[str]) -> str | None:
+    """If an override picks a config-group option that ``conf/`` does not have (``schedule=cosin``,
+    a grid's value included), a message with the nearest option and all of them; else None.
+    (Options from a search path of the user's are left to Hydra.)"""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
+
+    if any("searchpath" in o for o in overrides):
+        return None
+    found = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        group = override.get_key_element().lstrip("+~")
+        folder = Path(CONFIG_DIR) / group
+        plugin = group.startswith("hydra/")  # Hydra's plugins bring options of their own
+        if plugin or override.package or not folder.is_dir() or override.is_delete():
+            continue
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        if override.is_sweep_override():
+            glob = override.value_type == ValueType.GLOB_CHOICE_SWEEP
+            values = [] if glob else list(override.sweep_string_iterator())
+        else:
+            values = [override.value()] if isinstance(override.value(), str) else []
+        found += [
+            f"{group}={v}: there is no option '{v}' in {group};"
+            f"{bench_config.did_you_mean(v, options)} the options are: {', '.join(options)}"
+            for v in values
+            if v not in options
+        ]
+    return "\n".join(found) or None
 
 
 def _preflight(config_name: str) -> None:
@@ -199,7 +231,9 @@ def _preflight(config_name: str) -> None:
     if args.help or args.hydra_help or args.info or args.shell_completion or args.cfg:
         return
     try:
-        message = unknown_key_message(args.config_name or config_name, args.overrides)
+        message = unknown_option_message(args.overrides) or unknown_key_message(
+            args.config_name or config_name, args.overrides
+        )
     except Exception:
         return  # anything else is Hydra's to report, with its own message
     if message:
@@ -248,9 +282,24 @@ def _guarded(app) -> None:
         raise SystemExit(128 + _received[0]) from e
 
 
+def importable_here() -> None:
+    """Let ``_target_`` name a module in the folder the command runs in (``my_net.Net``), as
+    ``python -m`` would: that folder goes on the import path, after the installed packages, of
+    this process and of the processes it starts (a launcher's workers, a scheduler's jobs)."""
+    import os
+
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if here not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([*paths, here])
+
+
 def main() -> None:
     """``bench-train``: one run, or a grid with ``-m``."""
     tracking.exit_quickly()
+    importable_here()
     _preflight("train")
     _guarded(_train_app)
 
@@ -258,6 +307,7 @@ def main() -> None:
 def sweep_main() -> None:
     """``bench``: the default sweep, always as a Hydra multirun."""
     tracking.exit_quickly()
+    importable_here()
     args = sys.argv[1:]
     if not any(a in ("-m", "--multirun") or a in _NO_RUN_FLAGS for a in args):
         sys.argv.insert(1, "--multirun")
@@ -270,5 +320,6 @@ def sweep_main() -> None:
 def lr_find_main() -> None:
     """``bench-lr-find``: the LR range test."""
     tracking.exit_quickly()
+    importable_here()
     _preflight("lr_find")
     _guarded(_lr_find_app)

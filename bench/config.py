@@ -106,7 +106,6 @@ REQUIRED: dict[str, Rule] = {
     "optimizer.lr": POSITIVE,
     "optimizer.weight_decay": NON_NEGATIVE,
     "trainer.max_epochs": COUNT,
-    "data.batch_size": COUNT,
 }
 
 # torch.compile's backends that trainer.compile may name (true: inductor).
@@ -119,10 +118,12 @@ OPTIONAL: dict[str, Rule] = {
     "optimizer.betas": BETAS,
     "optimizer.eps": NON_NEGATIVE,
     "optimizer.dampening": FRACTION,
+    "data.batch_size": COUNT,
     "data.val_fraction": OPEN_FRACTION,
     "data.test_fraction": OPEN_FRACTION,
     "data.split_seed": SEED,
     "trainer.accumulate_grad_batches": COUNT,
+    "trainer.accelerator": one_of(*ACCELERATORS),
     "trainer.channels_last": (
         lambda x: isinstance(x, bool) or x == "auto",
         "true, false or auto (true on a CUDA GPU)",
@@ -169,6 +170,7 @@ OPTIONAL: dict[str, Rule] = {
     "model.width": COUNT,
     "model.blocks": BLOCKS,
     "model.weights": NAME,
+    "model.name": NAME,
     "model.label_smoothing": (lambda x: number(x) and 0 <= x < 1, "a number in [0, 1)"),
     "optimizer.wd_norm_and_bias": BOOLEAN,
     "optimizer.wd_coupled": BOOLEAN,
@@ -180,6 +182,7 @@ OPTIONAL: dict[str, Rule] = {
     "lr_find.early_stop_threshold": or_null(POSITIVE),
     "finetune.freeze_epochs": NON_NEGATIVE_INT,
     "finetune.backbone_lr_mult": POSITIVE,
+    "finetune.head": or_null(NAME),
     "report.dir": or_null(NAME),
     "report.baseline": one_of(*schedules.ARMS),
     "report.metric": one_of("final_val_acc", "best_val_acc", "test_acc"),
@@ -256,6 +259,12 @@ def known_keys() -> dict[str, tuple[str, ...] | None]:
 
 def _nearest(key: str, allowed: list[str]) -> str:
     return (difflib.get_close_matches(key, allowed, n=1, cutoff=0) or allowed)[0]
+
+
+def did_you_mean(got: str, allowed: list[str]) -> str:
+    """``" did you mean X?"`` where one of ``allowed`` is close to ``got`` (a typo), else ``""``."""
+    near = difflib.get_close_matches(str(got), [str(a) for a in allowed], n=2, cutoff=0.6)
+    return f" did you mean {' or '.join(near)}?" if near else ""
 
 
 def unknown_key_problems(cfg: Mapping[str, Any]) -> list[str]:
@@ -443,7 +452,8 @@ def _unknown_arguments(field: str, keys: list[str], target: Callable, label: str
     if open_ended:
         return []
     return [
-        f"{field}.{key}: not an argument of {label}; allowed: {', '.join(names)}"
+        f"{field}.{key}: not an argument of {label};{did_you_mean(key, names)} allowed: "
+        f"{', '.join(names)}"
         for key in keys
         if key not in names and key not in _HYDRA_KEYS
     ]
@@ -468,6 +478,10 @@ def argument_problems(cfg: Mapping[str, Any]) -> list[str]:
         own = {"model": OWN_MODEL_KEYS, "optimizer": OWN_OPTIMIZER_KEYS}.get(field, ())
         keys = [k for k in node if k not in own]
         found += _unknown_arguments(field, keys, target, node["_target_"])
+        if field == "model":
+            from bench import models
+
+            found += models.name_problems(dict(node))
 
     trainer = cfg.get("trainer")
     if isinstance(trainer, Mapping):
@@ -480,9 +494,7 @@ def argument_problems(cfg: Mapping[str, Any]) -> list[str]:
         )
         accelerator = trainer.get("accelerator", "auto")
         if accelerator not in ACCELERATORS:
-            found.append(
-                f"trainer.accelerator: got {accelerator!r}; allowed: {', '.join(ACCELERATORS)}"
-            )
+            pass  # a value no machine has: problems() names it
         elif accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
             found.append(
                 f"trainer.accelerator: got {accelerator!r} but this machine has no CUDA GPU; "
@@ -722,36 +734,51 @@ def step_problems(cfg: Mapping[str, Any], n_train: int | None) -> list[str]:
 
 
 @functools.cache
-def _weights_problems(model_json: str, in_channels: int) -> tuple[str, ...]:
+def _inspected(data_json: str):
+    from bench.data import contract
+
+    return contract.inspect_data(data_json)
+
+
+@functools.cache
+def _model_problems(model_json: str, data_json: str, head: str | None, needs_head: bool):
     from bench import models
 
-    model = json.loads(model_json)
-    try:
-        # The head is never loaded, so any class count and image size will do for the check.
-        knobs = {k: v for k, v in model.items() if k not in OWN_MODEL_KEYS}
-        models.build(knobs, num_classes=2, in_channels=in_channels, image_size=32)
-    except models.WeightsError as e:
-        return (str(e),)
-    return ()
+    shape, example, _ = _inspected(data_json)
+    model = {k: v for k, v in json.loads(model_json).items() if k not in OWN_MODEL_KEYS}
+    return tuple(models.problems(model, shape, example, head, needs_head))
+
+
+def needs_head(cfg: Mapping[str, Any]) -> bool:
+    """Whether the run treats the model's head apart: two-stage fine-tuning, or a backbone LR
+    other than the head's."""
+    freeze, mult = _get(cfg, "finetune.freeze_epochs"), _get(cfg, "finetune.backbone_lr_mult")
+    return (integer(freeze) and freeze > 0) or (number(mult) and mult != 1)
 
 
 def resource_problems(cfg: Mapping[str, Any]) -> list[str]:
-    """The data (present, with the classes and split sizes asked for), the run's length against
-    the data (``step_problems``) and the model's starting weights (readable, fitting the model).
-    Where the config allows it, missing data and torchvision's ImageNet weights are downloaded
-    first, once per process."""
-    from hydra.utils import get_object
-
+    """The data (present, with the classes and split sizes asked for; a module of the user's
+    built, set up and its first batch read: ``bench.data.contract``), the run's length against
+    the data (``step_problems``), and the model built for the data, its starting weights loaded
+    and one batch of the data's inputs passed through it (``bench.models.problems``). Where the
+    config allows it, missing data and pretrained weights are downloaded first, once per
+    process."""
     data, model = cfg.get("data"), cfg.get("model")
     if not isinstance(data, Mapping) or not isinstance(model, Mapping):
         return []
     data_json = json.dumps(dict(data), sort_keys=True)
     found = list(_data_problems(data_json))
-    if not found:
-        found += step_problems(cfg, _train_size(data_json))
-    if model.get("weights", "none") != "none":
-        in_channels = getattr(get_object(data["_target_"]), "in_channels", 3)
-        found += _weights_problems(json.dumps(dict(model), sort_keys=True), in_channels)
+    if found:
+        return found
+    _, _, found = _inspected(data_json)
+    if found:
+        return list(found)
+    found = step_problems(cfg, _train_size(data_json))
+    head = _get(cfg, "finetune.head")
+    model_json = json.dumps(dict(model), sort_keys=True)
+    found += _model_problems(
+        model_json, data_json, None if head is _MISSING else head, needs_head(cfg)
+    )
     return found
 
 

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from torch.optim.lr_scheduler import LambdaLR
 
 from bench import ensemble, optim
+from bench.data import contract
 from bench.tracking import RunRecorder
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ class Classifier(pl.LightningModule):
     (``trainer.estimated_stepping_batches``), so it fits any dataset size, epoch count, gradient
     accumulation or device count.
 
-    Two-stage fine-tuning: for the first ``freeze_epochs`` epochs only the head (``net.fc``)
+    Two-stage fine-tuning: for the first ``freeze_epochs`` epochs only the head (``head``:
+    a module's dotted name; None: ``fc``, else the last ``nn.Linear``, ``bench.models.head_of``)
     trains, the backbone's weights and BatchNorm statistics stay as loaded; then everything
     trains. ``backbone_lr_mult`` scales the backbone's LR against the head's throughout (the
     schedule spans the whole run either way).
@@ -69,9 +71,11 @@ class Classifier(pl.LightningModule):
         wd_norm_and_bias: bool = True,
         wd_coupled: bool = False,
         bn_batches: int = 50,
+        head: str | None = None,
     ):
         super().__init__()
         self.net = net
+        self.head_name = head
         self.optimizer_factory = optimizer
         self.schedule = schedule
         self.freeze_epochs = freeze_epochs
@@ -87,12 +91,15 @@ class Classifier(pl.LightningModule):
         self.bn_batches = bn_batches
         self.step_loss: torch.Tensor | None = None  # the last training batch's loss
 
-    def backbone(self) -> list[tuple[str, nn.Module]]:
-        """The net's modules outside the head."""
-        return [(n, m) for n, m in self.net.named_children() if n != "fc"]
+    def head(self) -> nn.Module:
+        from bench.models import head_of
+
+        return self.net.get_submodule(head_of(self.net, self.head_name))
 
     def backbone_parameters(self) -> list[nn.Parameter]:
-        return [p for _, m in self.backbone() for p in m.parameters()]
+        """The net's parameters outside the head."""
+        head = {id(p) for p in self.head().parameters()}
+        return [p for p in self.net.parameters() if id(p) not in head]
 
     def freeze_backbone(self, frozen: bool) -> None:
         self.frozen = frozen
@@ -103,8 +110,8 @@ class Classifier(pl.LightningModule):
     def train(self, mode: bool = True):
         super().train(mode)
         if mode and self.frozen:  # frozen BatchNorm layers keep their running statistics
-            for _, module in self.backbone():
-                module.eval()
+            self.net.eval()
+            self.head().train()
         return self
 
     def on_train_epoch_start(self) -> None:
@@ -129,7 +136,7 @@ class Classifier(pl.LightningModule):
                 # The same batches every time, drawn without moving the training order.
                 with torch.random.fork_rng():  # CPU and every CUDA device
                     torch.manual_seed(optim.BN_SEED)
-                    loader = self.trainer.datamodule.train_dataloader(augmented=False)
+                    loader = contract.training_batches(self.trainer.datamodule, augmented=False)
                     batches = prepared_batches(self, loader, self.bn_batches)
                 optim.recalibrate_batchnorm(self, [x for x, _ in batches])
 
@@ -178,7 +185,7 @@ class Classifier(pl.LightningModule):
         if self.backbone_lr_mult == 1:
             parts = [(list(self.parameters()), 1.0)]
         else:
-            parts = [(list(self.net.fc.parameters()), 1.0)]
+            parts = [(list(self.head().parameters()), 1.0)]
             parts += [(self.backbone_parameters(), self.backbone_lr_mult)]
         optimizer = self.optimizer_factory(params=optim.param_groups(parts, self.wd_norm_and_bias))
         base = optimizer.defaults["lr"]

@@ -32,7 +32,8 @@ its target (``--out DIR`` also writes ``perf.md``, the machine described, and a 
   0..N-1), a subprocess writing into a fresh store: its wall time, the time until its first run
   started (MLflow's start time of the run), and the per-job overhead, (wall time - the runs' own
   time from MLflow's start to end) / N; also the start-up of ``bench-train --help`` and of a
-  bad-input error (``bench-train optimizer.lr=-1``), each the median of ``--repeats``.
+  bad-input error (``bench-train optimizer.lr=-1``), each the median of ``--repeats``, and their
+  ratio (target: the error within 1.3x of ``--help``).
 - ``report``: the report over ``--runs`` synthetic runs of ``--epochs`` epochs (below).
 
 ``all`` runs them in that order (or name the parts to run). ``--quick`` shrinks every part to a
@@ -102,6 +103,7 @@ SETTINGS = ("digits", "cifar10_cpu")
 # The targets: bench / bare loop per setting, MLflow's share (%), device / DataLoader throughput,
 # the report's seconds at REPORT_TARGET_RUNS runs.
 RATIO_TARGETS = {"digits": 1.15, "cifar10_cpu": 1.05}
+ERROR_TARGET = 1.3  # a bad value answered within 1.3x the time of --help
 MLFLOW_SHARE_TARGET = 2.0
 AUGMENT_SPEEDUP_TARGET = 10.0
 REPORT_TARGET_SECONDS, REPORT_TARGET_RUNS = 10.0, 1000
@@ -422,7 +424,7 @@ def bare_run(config: Mapping[str, Any]) -> dict:
     from torch.optim.lr_scheduler import LambdaLR
 
     from bench import models, run, schedules
-    from bench.data import augment
+    from bench.data import augment, contract
 
     start = time.perf_counter()
     # The trainer's "auto" values as a bench run settles them on this machine (precision,
@@ -457,7 +459,7 @@ def bare_run(config: Mapping[str, Any]) -> dict:
     held_out = {s: tuple(t.to(device) for t in _split(dm, s)) for s in ("val", "test")}
     images = train_x.dtype == torch.uint8  # images to augment and normalise; else features
     knobs = {k: v for k, v in config["model"].items() if k != "label_smoothing"}
-    net = models.build(knobs, dm.num_classes, dm.in_channels, dm.image_size).to(device)
+    net = models.build(knobs, contract.shape_of(dm)).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     if not opt["_target_"].endswith("SGD"):
@@ -925,6 +927,16 @@ def time_sweep(jobs: int, repeats: int) -> Part:
         measure("sweep: per-job overhead (s)", per_job),
         *(measure(f"{what}: start to exit (s)", s[0]) for what, s in startup.items()),
     ]
+    (help_s, *_), (error_s, *_) = startup.values()
+    summary.append(
+        measure(
+            "a bad-input error / --help, start to exit",
+            error_s / help_s,
+            f"<= {ERROR_TARGET}",
+            error_s / help_s <= ERROR_TARGET,
+            "the checks of values come first; those that import torch and Lightning after",
+        )
+    )
     say(f"sweep: {wall:.1f} s for {jobs} runs, {per_job:.2f} s overhead per job")
     return Part(
         "sweep",

@@ -32,10 +32,12 @@ SETTLED = ("precision", "channels_last", "deterministic")  # `auto` settled per 
 
 
 def data_params(datamodule) -> dict[str, Any]:
-    """What the data turned out to be: class count, image size, split sizes."""
-    params = {k: getattr(datamodule, k) for k in bench_config.FROM_DATA}
-    params |= {f"n_{name}": len(split) for name, split in datamodule.splits.items()}
-    return params
+    """What the data turned out to be: class count, input channels and image size (where the
+    data says them), split sizes (where it names its splits)."""
+    from bench.data import contract
+
+    shape = contract.shape_of(datamodule)._asdict()
+    return {k: v for k, v in shape.items() if v is not None} | contract.split_sizes(datamodule)
 
 
 def build(config: Mapping[str, Any]):
@@ -47,6 +49,7 @@ def build(config: Mapping[str, Any]):
     from hydra.utils import instantiate
 
     from bench import lightning, models, schedules
+    from bench.data import contract
 
     datamodule = instantiate(dict(config["data"]))
     datamodule.prepare_data()
@@ -57,14 +60,8 @@ def build(config: Mapping[str, Any]):
     optimizer["lr"] = optimizer["lr"] * own_optimizer.pop("lr_scale", 1.0)
     knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
     schedule = schedules.make(config["schedule"]["name"], base=optimizer["lr"], **knobs)
-    net = models.build(model, datamodule.num_classes, datamodule.in_channels, datamodule.image_size)
-    example = _example_batch(datamodule)
-    if example is not None:
-        problem = models.output_problem(net, model["_target_"], datamodule.num_classes, example)
-        if problem:
-            raise bench_config.ConfigError([problem])
     module = lightning.Classifier(
-        net,
+        models.build(model, contract.shape_of(datamodule)),
         instantiate(optimizer),
         schedule,
         **config.get("finetune", {}),
@@ -76,17 +73,6 @@ def build(config: Mapping[str, Any]):
     if backend:
         module.net.compile(backend="inductor" if backend is True else backend)
     return datamodule, module
-
-
-def _example_batch(datamodule):
-    """Two inputs of the data's shape (zeros), to check the model's output against; None when
-    the data does not say its shape."""
-    import torch
-
-    channels, size = (getattr(datamodule, k, None) for k in ("in_channels", "image_size"))
-    if not isinstance(channels, int) or not isinstance(size, int):
-        return None
-    return torch.zeros(2, channels, size, size)
 
 
 def uses_cuda(config: Mapping[str, Any]) -> bool:

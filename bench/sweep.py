@@ -105,8 +105,10 @@ def check_all(
     for label, cfg in configs:
         try:
             plain = bench_config.resolve_paths(run_config(cfg), launch_dir)
-            problems = bench_config.problems(plain) + bench_config.argument_problems(plain)
-            problems += launch.problems(plain, launcher)
+            # The values first: a typo is answered before torch and Lightning are imported.
+            problems = bench_config.problems(plain) + launch.problems(plain, launcher)
+            if not problems and not found:
+                problems = bench_config.argument_problems(plain)
         except MissingMandatoryValue as e:
             plain, problems = None, [f"{e.full_key}: missing; set it with {e.full_key}=VALUE"]
         except Exception as e:  # an interpolation that cannot resolve, say

@@ -9,6 +9,7 @@ from conftest import compose_run
 from torch.nn import functional as F
 
 from bench import lightning, models, schedules
+from bench.config import validate
 from bench.data import DigitsDataModule
 from bench.models import WeightsError
 
@@ -152,16 +153,15 @@ def test_a_torchvision_builder_by_target_gets_a_head_for_the_datas_classes(cifar
     _, module = run.build(config)
     assert tuple(module.net.fc.weight.shape) == (3, 512)
     with pytest.raises(ConfigError, match=r"expected input\[2, 1, 8, 8\] to have 3 channels"):
-        run.build(compose_run(*torchvision_model))
+        validate(compose_run(*torchvision_model))
 
 
 def test_a_model_whose_output_does_not_fit_the_classes_is_refused_before_training():
-    from bench import run
     from bench.config import ConfigError
 
     config = compose_run("model._target_=torch.nn.Flatten", "~model.width", "~model.weights")
     with pytest.raises(ConfigError) as e:
-        run.build(config)
+        validate(config)
     [problem] = e.value.problems
     assert problem.startswith("model._target_=torch.nn.Flatten: its output for a batch of 2 is")
     assert "(2, 64)" in problem and "expected (2, 10)" in problem

@@ -84,7 +84,15 @@ def test_parts_tiny(tmp_path, capsys, monkeypatch):
     assert list(summary.columns) == ["measure", "value", "target", "met", why]
     assert all(math.isfinite(v) and v > 0 for v in summary["value"])
     targeted = summary[summary["target"] != "-"]
-    assert len(targeted) == 3  # bench / bare, MLflow's share, the augmentation speed-up
+    # bench / bare, MLflow's share, the augmentation speed-up, a bad-input error against --help
+    assert len(targeted) == 4
+    ratio = summary.set_index("measure").loc["a bad-input error / --help, start to exit", "value"]
+    assert math.isclose(
+        ratio,
+        sweep["bench-train optimizer.lr=-1 (error), start to exit (s)"]
+        / sweep["bench-train --help, start to exit (s)"],
+        rel_tol=1e-3,
+    )
     assert set(targeted["met"]) <= {"yes", "no"}
     assert set(summary.loc[summary["target"] == "-", "met"]) == {"-"}
     # A missed target says where the time goes; a met one, or one without a target, says nothing.

@@ -4,13 +4,21 @@
 - ``cifar10``: CIFAR-10 in torchvision's layout;
 - ``image_folder``: any images in the ImageFolder layout (``train/<class>/``, ``test/<class>/``).
 
-Every data module tells the model what it needs: ``num_classes``, ``in_channels`` and
-``image_size`` (after ``setup``).
+What bench needs of a data module, bench's own or a user's, is written in ``contract``: a
+LightningDataModule with ``num_classes``; everything else is optional.
 """
 
 from bench.data.cifar10 import CIFAR10DataModule
+from bench.data.contract import DataModule, Shape
 from bench.data.digits import DigitsDataModule
 from bench.data.image_folder import ImageFolderDataModule
 from bench.data.images import DataError
 
-__all__ = ["CIFAR10DataModule", "DataError", "DigitsDataModule", "ImageFolderDataModule"]
+__all__ = [
+    "CIFAR10DataModule",
+    "DataError",
+    "DataModule",
+    "DigitsDataModule",
+    "ImageFolderDataModule",
+    "Shape",
+]

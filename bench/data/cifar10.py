@@ -18,6 +18,8 @@ import numpy as np
 
 from bench.data.images import DataError, ImageDataModule, Index
 
+SIDE = 32  # every image is SIDE x SIDE
+
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
@@ -68,7 +70,7 @@ def _read_batches(folder: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.
     images, labels = [], []
     for name in names:
         entry = _unpickle(folder / name)
-        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, SIDE, SIDE))
         labels.append(np.asarray(entry["labels"], dtype=np.int64))
     return np.concatenate(images).transpose(0, 2, 3, 1), np.concatenate(labels)
 
@@ -109,6 +111,10 @@ class CIFAR10DataModule(ImageDataModule):
             _read_batches(folder, tuple(TEST_FILES))[1],
             classes,
         )
+
+    @classmethod
+    def stored_size(cls, root: Path, **kw) -> int:
+        return SIDE
 
     def prepare_data(self) -> None:
         if self.download and self.missing(self.root):

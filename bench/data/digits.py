@@ -22,6 +22,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, TensorDataset
 
 from bench.data.batches import DeviceBatches
+from bench.data.contract import Shape
 from bench.data.splits import (
     count_interval,
     fraction_interval,
@@ -75,6 +76,11 @@ class DigitsDataModule(pl.LightningDataModule):
         ):
             return []
         return split_problems(_labels(), CLASSES, *fractions, dm.split_seed)
+
+    @classmethod
+    def shape(cls, **kw) -> Shape:
+        """What a model is built for (``bench.data.contract``)."""
+        return Shape(cls.num_classes, cls.in_channels, cls.image_size)
 
     @classmethod
     def train_size(cls, **kw) -> int:

@@ -118,6 +118,15 @@ class ImageFolderDataModule(ImageDataModule):
             classes,
         )
 
+    @classmethod
+    def stored_size(cls, root: Path, image_size: int | None = None, **kw) -> int:
+        """``image_size``, or the side of the first training image (the images must share
+        it)."""
+        if image_size is not None:
+            return image_size
+        _, samples, _ = _samples(Path(root).resolve() / "train")
+        return int(_decode(samples[0][0], None).shape[0])
+
     def read(self, split: str, keep: np.ndarray) -> np.ndarray:
         _, samples, _ = _samples(self.root.resolve() / split)
         paths = [samples[i][0] for i in keep]

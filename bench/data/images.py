@@ -34,6 +34,7 @@ from torch.utils.data import (
 
 from bench.data import augment, splits
 from bench.data.batches import DeviceBatches
+from bench.data.contract import Shape
 from bench.rules import COUNT, NON_NEGATIVE_INT
 
 EVAL_BATCH = 1024
@@ -130,6 +131,19 @@ class ImageDataModule(pl.LightningDataModule):
         except DataError as e:
             return [str(e)]
         return _split_problems(index, kw)
+
+    @classmethod
+    def stored_size(cls, root: Path, **kw: Any) -> int:
+        """The side of the images as loaded (before ``resize``), read cheaply."""
+        raise NotImplementedError
+
+    @classmethod
+    def shape(cls, root: str, **kw: Any) -> Shape:
+        """What a model is built for (``bench.data.contract``), from the labels and at most one
+        image."""
+        dm = cls(root, **kw)
+        n = len(dm.keep) if dm.keep is not None else len(cls.index(dm.root).classes)
+        return Shape(n, cls.in_channels, dm.resize or cls.stored_size(dm.root, **kw))
 
     @classmethod
     def train_size(cls, **kw: Any) -> int:

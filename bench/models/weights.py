@@ -2,9 +2,9 @@
 
 A weights file is a plain ``state_dict`` (what every finished run saves as ``weights.pt``) or a
 Lightning checkpoint (its ``state_dict``, with the LightningModule's ``net.`` prefix); it is read
-with ``torch.load(weights_only=True)``, which runs no code from the file. The head ``fc`` is
-never loaded (it is new for the dataset's classes); every other tensor must fit by name and
-shape, or the load stops with the names that do not.
+with ``torch.load(weights_only=True)``, which runs no code from the file. The head (``fc``, or
+what ``bench.models.head_of`` names) is never loaded: it is new for the dataset's classes. Every
+other tensor must fit by name and shape, or the load stops with the names that do not.
 """
 
 from __future__ import annotations
@@ -54,11 +54,13 @@ def _names(keys: list[str], limit: int = 6) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def load(net: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> nn.Module:
-    """Copy every tensor of ``state`` but the head into ``net``; ``WeightsError`` naming the
-    tensors that are missing, unexpected or of the wrong shape."""
-    own = {k: v for k, v in net.state_dict().items() if not k.startswith(HEAD)}
-    body = {k: v for k, v in state.items() if not k.startswith(HEAD)}
+def load(
+    net: nn.Module, state: Mapping[str, torch.Tensor], source: str, head: str = HEAD
+) -> nn.Module:
+    """Copy every tensor of ``state`` but the head's (names starting ``head``) into ``net``;
+    ``WeightsError`` naming the tensors that are missing, unexpected or of the wrong shape."""
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith(head)}
+    body = {k: v for k, v in state.items() if not k.startswith(head)}
     missing = [k for k in own if k not in body]
     unexpected = [k for k in body if k not in own]
     shapes = [
@@ -79,6 +81,11 @@ def load(net: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> nn.M
     return net
 
 
+def hub_folder() -> Path:
+    """Where torch keeps downloaded weights (torch's hub cache)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
 def imagenet_resnet18() -> dict[str, torch.Tensor]:
     """torchvision's ImageNet weights of ResNet-18: from torch's hub cache, downloaded there the
     first time."""
@@ -88,7 +95,7 @@ def imagenet_resnet18() -> dict[str, torch.Tensor]:
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as e:
-        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        cache = hub_folder() / Path(weights.url).name
         raise WeightsError(
             f"model.weights: could not fetch ResNet-18's ImageNet weights from {weights.url} "
             f"({type(e).__name__}: {e}). Offline, download that file elsewhere and either put it "
