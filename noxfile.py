@@ -1,4 +1,5 @@
-"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s demo`, `nox -s perf`.
+"""Developer sessions: `nox -s tests`, `nox -s lint`, `nox -s demo`, `nox -s perf`,
+`nox -s ui`, `nox -s server`.
 
 Each session installs the project into its own virtual environment under .nox/.
 """
@@ -48,6 +49,18 @@ def ui(session: nox.Session) -> None:
     """
     session.install(".", "selenium")
     session.run("python", "tests/ui_screenshots.py", "--out", "results/ui", *session.posargs)
+
+
+@nox.session
+def server(session: nox.Session) -> None:
+    """The README's recipe for many machines, run for real: PostgreSQL (Debian's `postgresql`
+    package) on loopback behind `mlflow server`, eight `bench` sweeps writing to it at once, the
+    server stopped for a minute mid-sweep and started again; then every run checked for every
+    point (tests/server_recipe.py). Not part of CI. Extra arguments go to the script:
+    `nox -s server -- --sweeps 4 --outage 120 --keep /tmp/server`.
+    """
+    session.install(".", "psycopg[binary]")
+    session.run("python", "tests/server_recipe.py", *session.posargs)
 
 
 @nox.session

@@ -300,6 +300,7 @@ def main() -> None:
     """``bench-train``: one run, or a grid with ``-m``."""
     tracking.exit_quickly()
     importable_here()
+    tracking.send_pending()
     _preflight("train")
     _guarded(_train_app)
 
@@ -308,6 +309,7 @@ def sweep_main() -> None:
     """``bench``: the default sweep, always as a Hydra multirun."""
     tracking.exit_quickly()
     importable_here()
+    tracking.send_pending()
     args = sys.argv[1:]
     if not any(a in ("-m", "--multirun") or a in _NO_RUN_FLAGS for a in args):
         sys.argv.insert(1, "--multirun")
@@ -321,5 +323,6 @@ def lr_find_main() -> None:
     """``bench-lr-find``: the LR range test."""
     tracking.exit_quickly()
     importable_here()
+    tracking.send_pending()
     _preflight("lr_find")
     _guarded(_lr_find_app)

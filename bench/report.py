@@ -1014,6 +1014,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if argv is None:  # the command, not a call from Python
         tracking.exit_quickly()
+        tracking.send_pending()
     uri = tracking.resolve_uri(args.tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         print(f"bench-report: no MLflow store at {uri}; run `bench` here first", file=sys.stderr)

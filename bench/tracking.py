@@ -47,6 +47,8 @@ import pandas as pd
 from mlflow.entities import Metric, Param, RunStatus, ViewType
 from mlflow.tracking import MlflowClient
 
+from bench import pending
+
 log = logging.getLogger("bench")
 
 KIND_TAG = "bench.kind"
@@ -132,17 +134,33 @@ def _locked(error: BaseException | None) -> bool:
 
 def retrying(function: Callable, *args, **kwargs):
     """``function(*args, **kwargs)``, tried again while the store answers "database is locked"
-    (for up to ``RETRY_SECONDS``); SIGINT and SIGTERM wait for each try, not for the pauses."""
-    pause, deadline = 0.05, time.monotonic() + RETRY_SECONDS
+    (for up to ``RETRY_SECONDS``) or, a tracking server, while it does not answer at all (for up
+    to ``pending.WAIT_SECONDS``, saying so once); SIGINT and SIGTERM wait for each try, not for
+    the pauses."""
+    return _retrying(function, args, kwargs, pending.WAIT_SECONDS)
+
+
+def _retrying(function: Callable, args, kwargs, server_wait: float):
+    pause, start, warned = 0.05, time.monotonic(), False
     while True:
         try:
             with signals_deferred():
                 return function(*args, **kwargs)
         except Exception as e:
-            if not _locked(e) or time.monotonic() > deadline:
+            elapsed = time.monotonic() - start
+            if pending.unreachable(e) and elapsed < server_wait:
+                if not warned:
+                    log.warning(
+                        "the tracking server does not answer (%s); waiting for it, up to %.0f min",
+                        str(e).splitlines()[0][:200],
+                        server_wait / 60,
+                    )
+                    warned = True
+                pause = max(pause, pending.PROBE_SECONDS / 4)
+            elif not _locked(e) or elapsed > RETRY_SECONDS:
                 raise
         time.sleep(pause * (0.5 + random.random()))
-        pause = min(pause * 2, 2.0)
+        pause = min(pause * 2, pending.PROBE_SECONDS if warned else 2.0)
 
 
 def _store_call(function: Callable) -> Callable:
@@ -524,12 +542,63 @@ def link(uri: str, run_id: str, sweep: str) -> None:
     client(uri).set_tag(run_id, f"{LINK_PREFIX}{sweep}", "reused")
 
 
+def apply_write(mc: MlflowClient, run_id: str, write: Mapping[str, Any]) -> None:
+    """One write to run ``run_id``, as ``RunRecorder`` makes them and ``bench.pending`` keeps
+    them: ``{"op": ..., arguments}``."""
+    op = write["op"]
+    if op == "metrics":
+        mc.log_batch(run_id, metrics=[Metric(*m) for m in write["metrics"]])
+    elif op == "params":
+        mc.log_batch(run_id, params=[Param(k, v) for k, v in write["params"].items()])
+    elif op == "tags":
+        for key, value in write["tags"].items():
+            mc.set_tag(run_id, key, value)
+    elif op == "delete_tag":
+        if write["key"] in mc.get_run(run_id).data.tags:
+            mc.delete_tag(run_id, write["key"])
+    elif op == "text":
+        mc.log_text(run_id, write["text"], write["artifact_file"])
+    elif op == "artifact":
+        mc.log_artifact(run_id, write["path"], write.get("artifact_path"))
+    elif op == "terminated":
+        mc.set_terminated(run_id, status=write["status"])
+    else:
+        raise ValueError(f"unknown write {op!r}")
+
+
+def send_pending(folder: str | os.PathLike | None = None) -> None:
+    """Send the writes that runs started in ``folder`` (default: this one) kept while their
+    tracking server did not answer (``bench.pending``); one short try each, so that a server
+    still down holds nothing up (the writes stay, and go with a later command)."""
+    for journal in pending.journals(Path(folder) if folder else None):
+        mc = client(journal.uri)
+        n = len(journal)
+        if journal.send(functools.partial(apply_write, mc, journal.run_id)):
+            print(
+                f"MLflow run {journal.run_id}: the {n} write(s) kept while the tracking server "
+                f"{journal.uri} did not answer are sent",
+                file=sys.stderr,
+            )
+        else:
+            log.warning(
+                "MLflow run %s: %d write(s) still wait for the tracking server %s (kept in %s)",
+                journal.run_id,
+                len(journal),
+                journal.uri,
+                journal.path,
+            )
+
+
 class RunRecorder:
     """One training run in MLflow (tag ``bench.kind``: ``run``, which reports read, or another
     kind they leave out). Per-step metrics are buffered and written in batches.
 
     With ``resume_run_id``, the recorder continues that run instead of creating one: it is
     marked RUNNING again, and metric points at steps the run already has are not written twice.
+
+    On a tracking server, a write the server does not take because it does not answer (after
+    MLflow's own retries) is kept on disk and sent, in order, once it answers again
+    (``bench.pending``): the run goes on through an outage of any length.
     """
 
     def __init__(
@@ -543,11 +612,15 @@ class RunRecorder:
         resume_run_id: str | None = None,
     ):
         self.client = client(uri)
+        self.uri = uri
         self.status: str | None = None  # as ``finish`` left it
         all_tags = {KIND_TAG: kind, **tags, **owner()}
         self._logged: dict[str, int] = {}  # metric -> the last step the store has
+        self._buffer: list[Metric] = []
+        self.journal: pending.Journal | None = None
         if resume_run_id:
             self.run_id = resume_run_id
+            self.journal = self._journal()
             run = retrying(self.client.get_run, resume_run_id)
             for key in run.data.metrics:
                 history = retrying(self.client.get_metric_history, resume_run_id, key)
@@ -561,31 +634,55 @@ class RunRecorder:
                 all_tags[PARENT_TAG] = parent_run_id
             run = retrying(self.client.create_run, experiment_id, run_name=run_name, tags=all_tags)
             self.run_id = run.info.run_id
-        self._buffer: list[Metric] = []
+            self.journal = self._journal()
 
-    @_store_call
+    def _journal(self) -> pending.Journal | None:
+        """Where this run's writes wait while its server does not answer (a server only)."""
+        if not pending.is_server(self.uri):
+            return None
+        return pending.Journal(Path.cwd() / pending.FOLDER, self.uri, self.run_id)
+
+    def _apply(self, write: Mapping[str, Any]) -> None:
+        apply_write(self.client, self.run_id, write)
+
+    def _write(self, op: str, **args: Any) -> None:
+        """One write to the store; on a server that does not answer, kept in the journal."""
+        journal = self.journal
+        if journal is not None and len(journal) and not journal.send(self._apply):
+            journal.add(op, **args)
+            return
+        try:
+            _retrying(self._apply, ({"op": op, **args},), {}, server_wait=0)
+        except Exception as e:
+            if journal is None or not pending.unreachable(e):
+                raise
+            log.warning(
+                "MLflow run %s: the tracking server %s does not answer; the run goes on, its "
+                "writes kept in %s until the server answers",
+                self.run_id,
+                self.uri,
+                journal.path,
+            )
+            journal.add(op, **args)
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
+        self._write("tags", tags={k: str(v) for k, v in tags.items()})
 
     def forget_checkpoint(self) -> None:
         """Drop the ``bench.checkpoint`` tag (its file is gone); a store error is logged."""
         try:
-            retrying(self.client.delete_tag, self.run_id, CHECKPOINT_TAG)
+            self._write("delete_tag", key=CHECKPOINT_TAG)
         except Exception:
             log.exception("could not drop the checkpoint tag of MLflow run %s", self.run_id)
 
-    @_store_call
     def log_params(self, params: Mapping[str, Any]) -> None:
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self._write("params", params={k: str(v) for k, v in params.items()})
 
-    @_store_call
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self._write("text", text=text, artifact_file=artifact_file)
 
-    @_store_call
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        self._write("artifact", path=str(path), artifact_path=artifact_path)
 
     def add(self, metrics: Mapping[str, float], step: int) -> None:
         """Buffer metrics at ``step``; written at the next ``flush``."""
@@ -596,29 +693,31 @@ class RunRecorder:
             if step > self._logged.get(k, -1)
         ]
 
-    @_store_call
     def flush(self) -> None:
         if self._buffer:
-            self.client.log_batch(self.run_id, metrics=self._buffer)
+            batch = [[m.key, m.value, m.timestamp, m.step] for m in self._buffer]
             self._buffer = []
+            self._write("metrics", metrics=batch)
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         self.add(metrics, step)
         self.flush()
 
-    @_store_call
     def finish(
         self, status: str = "FINISHED", error: str | None = None, details: str | None = None
     ) -> None:
         """End the run; a failed one keeps its error as tag ``bench.error`` and, with
-        ``details`` (a traceback), as the artifact ``error.txt``."""
+        ``details`` (a traceback), as the artifact ``error.txt``. Writes kept through a server
+        outage are sent first, waiting for the server (``bench.pending.Journal.wait``)."""
         self.flush()
         if error:
-            self.client.set_tag(self.run_id, ERROR_TAG, error[:5000])
+            self.set_tags({ERROR_TAG: error[:5000]})
         if details:
-            self.client.log_text(self.run_id, details, "error.txt")
-        self.client.set_terminated(self.run_id, status=status)
+            self.log_text(details, "error.txt")
+        self._write("terminated", status=status)
         self.status = status  # before a signal held back meanwhile is delivered
+        if self.journal is not None and len(self.journal):
+            self.journal.wait(self._apply)
 
     def finish_quietly(self, status: str, error: str, details: str | None = None) -> None:
         """``finish`` on the way out of a failure: a store error is logged, never raised, so

@@ -1,0 +1,123 @@
+"""A tracking server that stops answering mid-run, for longer than MLflow's own retries: the run
+goes on, its writes kept on disk (``bench.pending``), and sent once the server is back."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bench import pending, tracking
+
+BIN = Path(sys.executable).parent
+SERVER_START_S = 180  # mlflow server takes 10-20 s to answer on 2 busy cores, more under load
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(folder: Path, port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server"]
+        + ["--backend-store-uri", f"sqlite:///{folder / 'server.db'}"]
+        + ["--artifacts-destination", str(folder / "artifacts")]
+        + ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "mlflow server exited"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    pytest.fail(f"mlflow server did not answer within {SERVER_START_S} s")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, 9)  # gone at once, as a crashed or restarted server is
+    server.wait(timeout=30)
+
+
+def test_a_runs_writes_outlive_a_server_outage_and_reach_the_server_when_it_is_back(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    # MLflow's own retries would cover a short outage; with none, any outage is a long one.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setattr(pending, "PROBE_SECONDS", 0.0)
+    monkeypatch.setattr(pending, "WAIT_SECONDS", 1.0)
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    server = start_server(tmp_path, port)
+    try:
+        experiment = tracking.ensure_experiment(uri, "outage")
+        recorder = tracking.RunRecorder(uri, experiment, run_name="cosine-seed0", tags={})
+        recorder.log({"val_acc": 0.25}, step=1)
+    finally:
+        stop_server(server)
+    # The server is gone: nothing raises, the run goes on.
+    recorder.log({"val_acc": 0.5, "val_loss": 1.5}, step=2)
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"final weights")
+    recorder.log_artifact(weights)
+    weights.unlink()  # (a temporary file: the journal holds a copy)
+    recorder.set_tags({"bench.diverged": "false"})
+    recorder.finish("FINISHED")  # waits WAIT_SECONDS for the server, then leaves the journal
+    assert recorder.status == "FINISHED"
+    [journal] = pending.journals(tmp_path)
+    assert [w["op"] for w in journal.writes] == ["metrics", "artifact", "tags", "terminated"]
+
+    server = start_server(tmp_path, port)
+    try:
+        # The next command in this folder sends them first, whatever it was asked to do.
+        done = subprocess.run(
+            [str(BIN / "bench-report"), "--experiment", "outage"],
+            cwd=tmp_path,
+            env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert f"MLflow run {recorder.run_id}: the 4 write(s) kept while" in done.stderr, (
+            done.stderr
+        )
+        client = MlflowClient(uri)
+        run = client.get_run(recorder.run_id)
+        history = sorted(
+            client.get_metric_history(recorder.run_id, "val_acc"), key=lambda m: m.step
+        )
+        artifacts = [a.path for a in client.list_artifacts(recorder.run_id)]
+    finally:
+        stop_server(server)
+    assert run.info.status == "FINISHED"
+    assert [(m.step, m.value) for m in history] == [(1, 0.25), (2, 0.5)]
+    assert run.data.metrics["val_loss"] == 1.5 and run.data.tags["bench.diverged"] == "false"
+    assert artifacts == ["weights.pt"]
+    assert pending.journals(tmp_path) == []
+    assert not (tmp_path / pending.FOLDER / recorder.run_id).exists()
+
+
+def test_what_counts_as_the_server_not_answering():
+    from mlflow.exceptions import MlflowException
+
+    down = MlflowException(
+        "API request to http://127.0.0.1:1/api/2.0/mlflow/runs/log-batch failed with exception "
+        "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded"
+    )
+    refused_write = MlflowException("INVALID_PARAMETER_VALUE: Changing param values is not allowed")
+    assert pending.unreachable(down)
+    assert not pending.unreachable(refused_write)
+    assert not pending.unreachable(ValueError("database is locked"))
