@@ -72,6 +72,20 @@ def abort(message: str) -> None:
     raise SystemExit(2)
 
 
+def sweep_name(jobs: list[list[str]], when: time.struct_time) -> str:
+    """A sweep's parent-run name that tells sweeps apart in MLflow's runs table, when first
+    (two sweeps of one grid differ there), then what the grid varies and how many values each
+    axis takes: ``12-06 21:30 schedule×5 seed×3``. Pure."""
+    values: dict[str, set[str]] = {}
+    for job in jobs:
+        for override in job:
+            key, _, value = override.partition("=")
+            values.setdefault(key.lstrip("+~"), set()).add(value)
+    axes = [f"{key}×{len(v)}" for key, v in values.items() if len(v) > 1]
+    grid = " ".join(axes) if axes else f"{len(jobs)} run{'s' * (len(jobs) != 1)}"
+    return f"{time.strftime('%m-%d %H:%M', when)} {grid}"
+
+
 def first_point(overrides: list[str]) -> list[str]:
     """The overrides of the grid's first point: every sweep (``a=1,2``) cut to its first value,
     enough to compose a config that has every key the grid's configs have."""
@@ -278,7 +292,7 @@ class SweepCallback(Callback):
         parent = tracking.start_sweep(
             uri,
             experiment_id,
-            name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
+            name=sweep_name(jobs, time.localtime()),
             params={"command": command_line(), "n_runs": len(jobs), "sweep_dir": str(sweep_dir)},
             grid=jobs,
         )

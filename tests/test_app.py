@@ -1,6 +1,7 @@
 """The real applications end to end: Hydra multirun -> Lightning -> MLflow (SQLite) -> report."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -205,13 +206,21 @@ def test_report_is_logged_to_the_sweep_parent(sweep):
     # The parent's row in MLflow's UI answers the question without expanding it.
     metrics = client.get_run(parent.info.run_id).data.metrics
     kids = {r.data.tags["schedule"]: r for r in children(runs)}
-    assert metrics["cosine.diff_vs_baseline"] == pytest.approx(
-        metrics["cosine.final_val_acc"] - metrics["constant.final_val_acc"]
+    # In the report's units (%, points), rounded: no float noise in the UI.
+    assert metrics["cosine.diff_vs_baseline_pt"] == pytest.approx(
+        metrics["cosine.final_val_acc_pct"] - metrics["constant.final_val_acc_pct"], abs=0.011
     )
     final = client.get_metric_history(kids["cosine"].info.run_id, "val_acc")[-1].value
-    assert metrics["cosine.final_val_acc"] == pytest.approx(final)
+    assert metrics["cosine.final_val_acc_pct"] == round(100 * final, 2)
+    assert all(v == round(v, 2) for v in metrics.values())
     tags = client.get_run(parent.info.run_id).data.tags
     assert tags["bench.report.baseline"] == "constant"  # what diff_vs_baseline is from
+    # Named by when and what it compared; described by its result.
+    assert re.fullmatch(r"\d\d-\d\d \d\d:\d\d schedule×2", parent.info.run_name)
+    note = tags["mlflow.note.content"]
+    assert note.startswith("2 finished runs. Final val acc, mean over seeds: ")
+    assert f"constant {metrics['constant.final_val_acc_pct']:.2f}%" in note
+    assert "cosine vs constant: " in note or "Claims: " in note
     # Runs carry schedule and seed as params (the UI groups by params), and the experiment
     # carries MLflow's mark of a model-training experiment.
     assert {r.data.params["schedule"] for r in kids.values()} == {"constant", "cosine"}
@@ -704,3 +713,18 @@ def test_the_same_sweep_started_twice_at_once_trains_each_run_once(tmp_path):
     keys = [r.data.tags["bench.key"] for r in runs]
     assert len(keys) == len(set(keys)) == 2  # one run per identity, whichever sweep ran it
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_a_sweeps_name_says_when_and_what_its_grid_varies():
+    import time
+
+    from bench.sweep import sweep_name
+
+    jobs = [
+        [f"schedule={s}", f"seed={i}", "trainer.max_epochs=3"]
+        for s in ("constant", "cosine")
+        for i in range(3)
+    ]
+    when = time.strptime("2026-12-06 21:30", "%Y-%m-%d %H:%M")
+    assert sweep_name(jobs, when) == "12-06 21:30 schedule×2 seed×3"
+    assert sweep_name([["seed=0", "+optimizer.lr=0.1"]], when) == "12-06 21:30 1 run"

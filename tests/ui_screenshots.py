@@ -143,9 +143,9 @@ def check_store(folder: Path) -> dict:
     schedules = sorted({r.data.params.get(GROUP_PARAM) for r in children} - {None})
     if not children or not schedules:
         raise UICheckFailed(f"the sweep {parent.info.run_id} has no child runs with param schedule")
-    headline = parent.data.metrics  # <schedule>.final_val_acc, <schedule>.diff_vs_baseline
+    headline = parent.data.metrics  # <schedule>.final_val_acc_pct, .diff_vs_baseline_pt
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    if not any(m.endswith(".final_val_acc") for m in headline) or "report.md" not in artifacts:
+    if not any(m.endswith(".final_val_acc_pct") for m in headline) or "report.md" not in artifacts:
         raise UICheckFailed(f"the sweep parent lacks headline metrics or report.md: {artifacts}")
     accuracies = [
         m.value for r in children for m in client.get_metric_history(r.info.run_id, CHART_METRIC)
