@@ -48,7 +48,7 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
         except tracking.StoreError as e:
             abort(f"nothing was run: {e}")
         tracking.close_stale(uri, experiment_id)
-        with tracking.claimed(uri, run.identity(config)) as mine:
+        with tracking.claimed(uri, run.identity(config), experiment_id) as mine:
             if not mine:
                 log.info("%s: started by another process just now; skipped", config["run_name"])
                 return None
@@ -59,7 +59,7 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
                 config, tracking_uri=uri, experiment_id=experiment_id, resume_from=decision, **where
             )
     label = f"[{hc.job.num + 1}/{sweep.n_runs}] {config['run_name']}"
-    with tracking.claimed(sweep.tracking_uri, run.identity(config)) as mine:
+    with tracking.claimed(sweep.tracking_uri, run.identity(config), sweep.experiment_id) as mine:
         if not mine:  # the same sweep started twice: the other one trains this run
             _await_other(config, sweep, label)
             return None

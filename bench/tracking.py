@@ -178,18 +178,35 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///").split("?")[0])
 
 
+CLAIM_KIND = "claim"  # bench.kind of a claim's marker run on a tracking server
+CLAIM_SETTLE_SECONDS = 2.0  # between writing a claim and reading the others
+CLAIM_SECONDS = 300.0  # a claim counts this long: until its run is in the store, where it shows
+
+
 @contextlib.contextmanager
-def claimed(uri: str, key: str):
+def claimed(uri: str, key: str, experiment_id: str | None = None):
     """Claim the run of identity ``key`` in store ``uri`` for this process while the block runs:
     yields True when claimed, False when another process holds it (the same sweep started
-    twice). A SQLite store's claims are lock files beside it (``<store>.claims/<key>.lock``,
-    released when the process ends however it ends); a tracking server's runs are not claimed
-    here (there, one sweep per grid, or the report counts each cell once)."""
+    twice, here or on another machine). A SQLite store's claims are lock files beside it
+    (``<store>.claims/<key>.lock``, released when the process ends however it ends). On a
+    tracking server (``experiment_id`` given) a claim is a marker run, deleted at once so that
+    no view shows it (tag ``bench.kind=claim``): each process writes its marker, waits
+    ``CLAIM_SETTLE_SECONDS``, reads every live marker of the key (the last ``CLAIM_SECONDS``)
+    and holds the claim if its own is the first written (start time, then run id: the same
+    answer in every process). Past that window the run itself is in the store, where a later
+    process finds it running."""
     from filelock import FileLock, Timeout
 
     path = sqlite_file(uri)
     if path is None:
-        yield True
+        if experiment_id is None or not pending.is_server(uri):
+            yield True
+            return
+        mine = _server_claim(uri, key, experiment_id)
+        try:
+            yield _first_claim(uri, key, experiment_id) == mine
+        finally:
+            _release_claim(uri, mine)
         return
     folder = path.with_name(f"{path.name}.claims")
     folder.mkdir(parents=True, exist_ok=True)
@@ -203,6 +220,36 @@ def claimed(uri: str, key: str):
         yield True
     finally:
         lock.release()
+
+
+def _server_claim(uri: str, key: str, experiment_id: str) -> str:
+    mc = client(uri)
+    tags = {KIND_TAG: CLAIM_KIND, KEY_TAG: key, **owner()}
+    marker = retrying(mc.create_run, experiment_id, run_name=f"claim {key[:12]}", tags=tags)
+    retrying(mc.delete_run, marker.info.run_id)
+    return marker.info.run_id
+
+
+def _release_claim(uri: str, marker: str) -> None:
+    """End a claim: its marker run marked FINISHED (a deleted run takes no change, so it is
+    restored for a moment). A marker left behind stops counting after ``CLAIM_SECONDS``."""
+    mc = client(uri)
+    with contextlib.suppress(Exception):
+        mc.restore_run(marker)
+        mc.set_terminated(marker, status="FINISHED")
+        mc.delete_run(marker)
+
+
+def _first_claim(uri: str, key: str, experiment_id: str) -> str:
+    """The run id of the first live claim of ``key``."""
+    time.sleep(CLAIM_SETTLE_SECONDS)
+    since = int((time.time() - CLAIM_SECONDS) * 1000)
+    query = (
+        f"{_equals('tags', KIND_TAG, CLAIM_KIND)} and {_equals('tags', KEY_TAG, key)} "
+        f"and attributes.status = 'RUNNING' and attributes.start_time >= {since}"
+    )
+    found = retrying(client(uri).search_runs, [experiment_id], query, run_view_type=ViewType.ALL)
+    return min(found, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
 
 
 class StoreError(RuntimeError):

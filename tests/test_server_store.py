@@ -1,5 +1,6 @@
-"""A tracking server that stops answering mid-run, for longer than MLflow's own retries: the run
-goes on, its writes kept on disk (``bench.pending``), and sent once the server is back."""
+"""Runs recorded on a real ``mlflow server``: a server that stops answering mid-run, for longer
+than MLflow's own retries (the run goes on, its writes kept on disk, ``bench.pending``, and sent
+once the server is back), and one identity trained once when two sweeps race for it."""
 
 import os
 import socket
@@ -121,3 +122,51 @@ def test_what_counts_as_the_server_not_answering():
     assert pending.unreachable(down)
     assert not pending.unreachable(refused_write)
     assert not pending.unreachable(ValueError("database is locked"))
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    process = start_server(tmp_path, port)
+    yield f"http://127.0.0.1:{port}"
+    stop_server(process)
+
+
+def test_a_claim_on_a_server_is_held_by_the_first_process_until_it_ends(server):
+    experiment = tracking.ensure_experiment(server, "claims")
+    with (
+        tracking.claimed(server, "key-a", experiment) as first,
+        tracking.claimed(server, "key-a", experiment) as second,
+        tracking.claimed(server, "key-b", experiment) as other,
+    ):
+        assert (first, second, other) == (True, False, True)
+    with tracking.claimed(server, "key-a", experiment) as again:
+        assert again  # the earlier claims ended with their blocks
+    # The markers never show among the experiment's runs.
+    assert MlflowClient(server).search_runs([experiment]) == []
+
+
+def test_two_identical_sweeps_on_a_server_train_each_run_once(server, tmp_path):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": server}
+    sweeps = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        sweeps.append(
+            subprocess.Popen(
+                [str(BIN / "bench-train"), "-m", "schedule=constant,cosine"]
+                + ["trainer.max_epochs=2", "tracking.experiment=race"],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outputs = [s.communicate(timeout=600)[0] for s in sweeps]
+    assert [s.returncode for s in sweeps] == [0, 0], outputs
+    client = MlflowClient(server)
+    experiment = client.get_experiment_by_name("race")
+    found = client.search_runs([experiment.experiment_id], "tags.`bench.kind` = 'run'")
+    assert sorted(r.data.tags["schedule"] for r in found) == ["constant", "cosine"]
+    assert {r.info.status for r in found} == {"FINISHED"}
