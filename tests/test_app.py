@@ -414,7 +414,10 @@ def signal_when(args: list[str], cwd: Path, when: str, signum: int | None) -> tu
 def statuses(root: Path) -> dict[str, str]:
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("digits").experiment_id])
-    return {r.info.run_name.split("-2")[0]: r.info.status for r in runs}  # sweep-<date>: sweep
+    return {
+        "sweep" if r.data.tags.get("bench.kind") == "sweep" else r.info.run_name: r.info.status
+        for r in runs
+    }
 
 
 @pytest.mark.parametrize(
