@@ -132,11 +132,17 @@ def _locked(error: BaseException | None) -> bool:
     return False
 
 
+# Set once a store call has succeeded, in this process or the one that started it: from then on
+# a server that does not answer is an outage to wait through, not an address to correct.
+ANSWERED = "BENCH_STORE_ANSWERED"
+
+
 def retrying(function: Callable, *args, **kwargs):
     """``function(*args, **kwargs)``, tried again while the store answers "database is locked"
-    (for up to ``RETRY_SECONDS``) or, a tracking server, while it does not answer at all (for up
-    to ``pending.WAIT_SECONDS``, saying so once); SIGINT and SIGTERM wait for each try, not for
-    the pauses."""
+    (for up to ``RETRY_SECONDS``) or, a tracking server that has answered before, while it does
+    not answer at all (for up to ``pending.WAIT_SECONDS``, saying so once; a server that never
+    answered fails after MLflow's own retries: its address may be wrong); SIGINT and SIGTERM
+    wait for each try, not for the pauses."""
     return _retrying(function, args, kwargs, pending.WAIT_SECONDS)
 
 
@@ -145,10 +151,13 @@ def _retrying(function: Callable, args, kwargs, server_wait: float):
     while True:
         try:
             with signals_deferred():
-                return function(*args, **kwargs)
+                result = function(*args, **kwargs)
+            os.environ[ANSWERED] = "1"
+            return result
         except Exception as e:
             elapsed = time.monotonic() - start
-            if pending.unreachable(e) and elapsed < server_wait:
+            outage = os.environ.get(ANSWERED) == "1" and pending.unreachable(e)
+            if outage and elapsed < server_wait:
                 if not warned:
                     log.warning(
                         "the tracking server does not answer (%s); waiting for it, up to %.0f min",
