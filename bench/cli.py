@@ -216,7 +216,7 @@ def unknown_option_message(overrides: list[str]) -> str | None:
             f"{group}={v}: there is no option '{v}' in {group};"
             f"{bench_config.did_you_mean(v, options)} the options are: {', '.join(options)}"
             for v in values
-            if v not in options
+            if v not in options and v != "null"  # null: no option (an optional group)
         ]
     return "\n".join(found) or None
 
