@@ -266,7 +266,10 @@ def final_acc_per_seed(
     per_run: pd.DataFrame, schedules: Sequence[str], summary: pd.DataFrame | None = None
 ) -> Figure:
     """Final validation accuracy per schedule: one dot per seed (spread side by side in seed
-    order, no random jitter) and, beside them, the mean with its 95% CI.
+    order, no random jitter, each seed at the same offset in every schedule) and, beside them,
+    the mean with its 95% CI. Thin grey lines join each seed's dots across the schedules: the
+    pairing the analysis relies on (a seed that is high under one schedule is often high under
+    the next).
 
     ``per_run``: columns schedule, seed, final_val_acc (fraction). ``summary``: columns schedule,
     mean, ci_low, ci_high (fractions); by default the t interval of ``per_run`` per schedule.
@@ -277,12 +280,26 @@ def final_acc_per_seed(
     if summary is None:
         summary = _mean_ci(per_run, "schedule", "final_val_acc")
     summary = summary.set_index("schedule")
+    seeds = sorted(per_run.loc[per_run["schedule"].isin(schedules), "seed"].unique())
+    offsets = np.linspace(-0.1, 0.1, len(seeds)) if len(seeds) > 1 else np.zeros(len(seeds))
+    offset = dict(zip(seeds, offsets, strict=True))
     with _style():
         fig = Figure(figsize=(WIDTH, 3.0), layout="constrained")
         ax = fig.subplots()
+        # One polyline per seed through the schedules that ran it, in the axis's order.
+        table = per_run.pivot_table(index="seed", columns="schedule", values="final_val_acc")
+        table = table.reindex(index=seeds, columns=schedules)
+        position = np.arange(len(schedules)) - 0.13
+        pairs = []
+        for seed, row in table.iterrows():
+            ran = row.notna().to_numpy()
+            pairs.append(np.column_stack([position[ran] + offset[seed], row[ran] * 100]))
+        joined = LineCollection(pairs, colors=".55", lw=0.45, alpha=0.35, zorder=2)
+        joined.set_gid("same-seed")  # (the id of its group in the SVG)
+        ax.add_collection(joined)
         for i, s in enumerate(schedules):
             runs = per_run[per_run["schedule"] == s].sort_values("seed")
-            spread = np.linspace(-0.1, 0.1, len(runs)) if len(runs) > 1 else np.zeros(len(runs))
+            spread = runs["seed"].map(offset).to_numpy()
             ax.scatter(
                 i - 0.13 + spread,
                 runs["final_val_acc"] * 100,
@@ -313,9 +330,10 @@ def final_acc_per_seed(
         ax.set_ylabel("final validation accuracy (%)")
         handles = [
             Line2D([], [], color=".3", marker="o", ls="none", ms=4, alpha=0.75, label="one seed"),
+            Line2D([], [], color=".55", lw=0.8, alpha=0.6, label="the same seed"),
             Line2D([], [], color=".3", marker="D", ms=4.5, lw=1.2, label="mean, 95% CI"),
         ]
-        ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1), ncols=2)
+        ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1), ncols=3)
     return fig
 
 

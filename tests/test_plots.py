@@ -7,7 +7,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.collections import PathCollection
+from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_hex, to_rgb
 
 from bench import plots
@@ -205,6 +205,12 @@ def test_final_acc_per_seed_dots_and_means_in_the_schedules_colour(figures, per_
     means = [line for line in ax.get_lines() if line.get_marker() == "D"]
     assert [to_hex(m.get_color()) for m in means] == [want(s) for s in SCHEDS]
     assert [m.get_ydata()[0] for m in means] == pytest.approx(summary["mean"] * 100)
+    # The pairing: one line per seed through that seed's dot in every schedule.
+    [pairs] = [c for c in ax.collections if c.get_gid() == "same-seed"]
+    assert isinstance(pairs, LineCollection)
+    dots_xy = [np.asarray(c.get_offsets()) for c in dots]
+    for k, path in enumerate(pairs.get_segments()):  # seeds in order
+        assert path == pytest.approx(np.array([xy[k] for xy in dots_xy]))
 
 
 def test_final_acc_per_seed_without_summary_uses_t_intervals(per_run):
