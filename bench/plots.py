@@ -225,6 +225,37 @@ def val_acc_curves(
     return fig
 
 
+def val_acc_differences(diffs: pd.DataFrame, schedules: Sequence[str], baseline: str) -> Figure:
+    """What the curves figure cannot show at a glance: each schedule's validation accuracy
+    minus the ``baseline``'s, paired by seed, per epoch, with its 95% t band, on one axis whose
+    range holds every band; zero dashed.
+
+    ``diffs``: ``bench.analysis.curves.paired_differences`` (points).
+    """
+    schedules = [s for s in schedules if s in set(diffs["schedule"])]
+    with _style():
+        fig = Figure(figsize=(WIDTH, 3.0), layout="constrained")
+        ax = fig.subplots()
+        ax.axhline(0, color=REFERENCE, ls="--", lw=1, zorder=1)
+        for s in schedules:
+            d = diffs[diffs["schedule"] == s].sort_values("epoch")
+            c = colour(s)
+            ax.fill_between(d["epoch"], d["ci_low"], d["ci_high"], color=c, alpha=0.18, lw=0)
+            ax.plot(d["epoch"], d["mean"], color=c, lw=1.6, label=s, zorder=3)
+        values = diffs.loc[diffs["schedule"].isin(schedules), ["mean", "ci_low", "ci_high"]]
+        finite = values.to_numpy(dtype=float)
+        finite = finite[np.isfinite(finite)]
+        if finite.size:
+            low, high = min(finite.min(), 0.0), max(finite.max(), 0.0)
+            pad = 0.05 * (high - low) or 1.0
+            ax.set_ylim(low - pad, high + pad)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"val acc − {baseline} (points)")
+        if schedules:
+            ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=min(len(schedules), 5))
+    return fig
+
+
 def _zoom(curves: dict[str, pd.DataFrame], data: pd.DataFrame) -> tuple[float, float]:
     """A y range for accuracy curves: from a little below the lowest mean over the last two
     thirds of the epochs to just above the highest value, within [0, 100]."""

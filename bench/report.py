@@ -8,9 +8,10 @@ A report is one folder:
   LaTeX (booktabs; readable headers, points): ``accuracy``, ``stability``, ``claims``, and where
   they apply ``ensemble``, ``ranks`` (several settings), ``lr_sensitivity`` and ``at_best_lr``
   (a swept base LR);
-- figures as PNG and SVG (and PDF on request): ``val_acc_curves``, ``final_acc_per_seed``,
-  ``forest``, ``stability``, ``lr_traces``, ``lr_sensitivity``; one set per setting when the
-  runs differ in more than the schedule and the seed (``val_acc_curves-1.png``, ...).
+- figures as PNG and SVG (and PDF on request): ``val_acc_curves``, ``val_acc_differences``,
+  ``final_acc_per_seed``, ``forest``, ``stability``, ``lr_traces``, ``lr_sensitivity``; one
+  set per setting when the runs differ in more than the schedule and the seed
+  (``val_acc_curves-1.png``, ...).
 
 A sweep's report goes to the sweep's own folder unless told otherwise, so trying something
 never overwrites the curated copy under ``results/``; a report of one sweep is also logged to
@@ -502,6 +503,7 @@ def _fixed_settings(a: Analysed) -> str:
 
 FIGURES = (
     ("val_acc_curves", "Validation accuracy per epoch (mean and 95% CI over seeds)"),
+    ("val_acc_differences", "Validation accuracy minus the baseline's per epoch, paired by seed"),
     ("final_acc_per_seed", "Final accuracy per seed, with the mean and its 95% CI"),
     ("forest", "Paired differences from the baseline (95% CI)"),
     ("stability", "Stability measures per schedule"),
@@ -744,6 +746,12 @@ def _write_figures(uri: str | None, a: Analysed, options: Options, folder: Path)
         acc = acc[acc["setting"] == setting]
         plots.save(
             plots.val_acc_curves(epochs, order, b), folder, f"val_acc_curves{suffix}", formats
+        )
+        plots.save(
+            plots.val_acc_differences(analysis.curves.paired_differences(epochs, b), order, b),
+            folder,
+            f"val_acc_differences{suffix}",
+            formats,
         )
         summary = acc[["schedule", "mean", "ci_low", "ci_high"]]
         plots.save(

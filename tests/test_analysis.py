@@ -424,3 +424,29 @@ def test_a_param_some_runs_lack_is_compared_among_those_that_have_it():
         "optimizer.wd_coupled=False",
         "optimizer.wd_coupled=True",
     ]
+
+
+def test_paired_differences_per_epoch_are_t_intervals_of_the_seeds_differences():
+    import scipy.stats
+
+    from bench.analysis.curves import paired_differences
+
+    rows = []
+    acc = {"constant": [[0.50, 0.60], [0.52, 0.58], [0.49, 0.61]]}
+    acc["cosine"] = [[0.51, 0.64], [0.55, 0.63], [0.50, 0.66]]
+    for schedule, seeds in acc.items():
+        for seed, values in enumerate(seeds):
+            for epoch, v in enumerate(values, 1):
+                rows.append((schedule, seed, epoch, v))
+    rows.append(("cosine", 3, 1, 0.9))  # a seed the baseline lacks: not paired, left out
+    epochs = pd.DataFrame(rows, columns=["schedule", "seed", "epoch", "val_acc"])
+    found = paired_differences(epochs, "constant").set_index("epoch")
+    assert list(found["schedule"]) == ["cosine", "cosine"]
+    for epoch in (1, 2):
+        d = [100 * (acc["cosine"][s][epoch - 1] - acc["constant"][s][epoch - 1]) for s in range(3)]
+        low, high = scipy.stats.t.interval(0.95, 2, np.mean(d), scipy.stats.sem(d))
+        row = found.loc[epoch]
+        assert row["n"] == 3
+        expected = (np.mean(d), low, high)
+        assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx(expected)
+    assert paired_differences(epochs, "step").empty  # no baseline, nothing to pair with

@@ -192,8 +192,8 @@ def test_report_regenerates_byte_for_byte(sweep, tmp_path):
     first = report.make(uri, "digits", tmp_path / "a").folder
     second = report.make(uri, "digits", tmp_path / "b").folder
     files = sorted(p.name for p in first.iterdir())
-    # 3 tables x (csv, md, tex), 5 figures x (png, svg), report.md
-    assert files == sorted(p.name for p in second.iterdir()) and len(files) == 20
+    # 3 tables x (csv, md, tex), 6 figures x (png, svg), report.md
+    assert files == sorted(p.name for p in second.iterdir()) and len(files) == 22
     for name in files:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 

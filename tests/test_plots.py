@@ -11,6 +11,7 @@ from matplotlib.collections import LineCollection, PathCollection
 from matplotlib.colors import to_hex, to_rgb
 
 from bench import plots
+from bench.analysis.curves import paired_differences
 from bench.schedules import SCHEDULE_FREE, SCHEDULES
 
 SCHEDS = ["constant", "cosine", "step"]
@@ -110,6 +111,9 @@ def figures(epochs, per_run, summary, lr, diffs, stab, sensitivity):
     """Every figure, by name, as a function that draws it afresh."""
     return {
         "val_acc_curves": lambda: plots.val_acc_curves(epochs, SCHEDS, baseline="constant"),
+        "val_acc_differences": lambda: plots.val_acc_differences(
+            paired_differences(epochs, "constant"), SCHEDS, "constant"
+        ),
         "lr_traces": lambda: plots.lr_traces(lr, SCHEDS),
         "final_acc_per_seed": lambda: plots.final_acc_per_seed(per_run, SCHEDS, summary=summary),
         "forest": lambda: plots.forest(diffs, "constant", "final val acc", band=(-0.005, 0.005)),
@@ -341,3 +345,19 @@ def test_save_closes_the_figure(tmp_path):
     plots.save(fig, tmp_path, "lr_find", ("png",))
     assert not plt.fignum_exists(fig.number)
     assert (tmp_path / "lr_find.png").stat().st_size > 0
+
+
+def test_val_acc_differences_keep_every_band_inside_the_axes(epochs):
+    diffs = paired_differences(epochs, "constant")
+    fig = plots.val_acc_differences(diffs, SCHEDS, "constant")
+    ax = fig.get_axes()[0]
+    lines = [line for line in ax.get_lines() if line.get_linestyle() == "-"]
+    assert [to_hex(line.get_color()) for line in lines] == [want(s) for s in SCHEDS[1:]]
+    for line, s in zip(lines, SCHEDS[1:], strict=True):
+        d = diffs[diffs["schedule"] == s].sort_values("epoch")
+        assert line.get_ydata() == pytest.approx(d["mean"].to_numpy())
+    low, high = ax.get_ylim()
+    assert low <= diffs["ci_low"].min() and diffs["ci_high"].max() <= high and low < 0 < high
+    assert any(
+        line.get_linestyle() == "--" and set(line.get_ydata()) == {0} for line in ax.get_lines()
+    )

@@ -134,3 +134,23 @@ def _run_facts(runs: pd.DataFrame | None) -> pd.DataFrame:
             "n_test": [float(p.get("n_test", math.nan)) for p in params],
         }
     )
+
+
+def paired_differences(epochs: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per schedule and epoch, the validation accuracy minus the ``baseline``'s, paired by seed,
+    in points: columns ``schedule, epoch, n, mean, ci_low, ci_high`` (Student's t, 95%; NaN
+    bounds with one pair). ``epochs``: columns schedule, seed, epoch, val_acc (fraction). Seeds
+    the baseline did not run, and epochs one side lacks, are left out. Pure."""
+    from bench.analysis.stats import mean_ci
+
+    columns = ["schedule", "epoch", "n", "mean", "ci_low", "ci_high"]
+    wide = epochs.pivot_table(index=["seed", "epoch"], columns="schedule", values="val_acc")
+    if baseline not in wide.columns:
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for schedule in [c for c in wide.columns if c != baseline]:
+        diff = (wide[schedule] - wide[baseline]).dropna() * 100
+        for epoch, values in diff.groupby(level="epoch"):
+            ci = mean_ci(values.to_numpy())
+            rows.append((schedule, int(epoch), ci.n, ci.mean, ci.low, ci.high))
+    return pd.DataFrame(rows, columns=columns)
