@@ -124,10 +124,12 @@ def test_what_counts_as_the_server_not_answering():
     assert not pending.unreachable(ValueError("database is locked"))
 
 
-@pytest.fixture
-def server(tmp_path):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the tests below (each uses experiments of its own)."""
+    folder = tmp_path_factory.mktemp("server")
     port = free_port()
-    process = start_server(tmp_path, port)
+    process = start_server(folder, port)
     yield f"http://127.0.0.1:{port}"
     stop_server(process)
 

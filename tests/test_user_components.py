@@ -264,7 +264,7 @@ def test_a_misspelt_model_name_gets_the_nearest_names():
 
 
 def test_a_timm_model_by_name_gets_the_datas_channels_and_classes():
-    pytest.importorskip("timm")
+    pytest.importorskip("timm", reason="timm is an extra: pip install '.[timm]' (or '.[dev]')")
     from bench import run
 
     config = compose_run("model=timm", "model.name=resnet10t", "data.batch_size=32")
