@@ -437,7 +437,7 @@ def _schedule_free_problems(cfg: Mapping[str, Any]) -> list[str]:
 
 
 # Keys Hydra reads itself when it instantiates a ``_target_`` node.
-_HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
+HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 
 
 def _accepted(target: Callable, skip: int = 0) -> tuple[list[str], bool]:
@@ -455,7 +455,7 @@ def _unknown_arguments(field: str, keys: list[str], target: Callable, label: str
         f"{field}.{key}: not an argument of {label};{did_you_mean(key, names)} allowed: "
         f"{', '.join(names)}"
         for key in keys
-        if key not in names and key not in _HYDRA_KEYS
+        if key not in names and key not in HYDRA_KEYS
     ]
 
 
@@ -635,8 +635,9 @@ def resolve_paths(cfg: dict[str, Any], launch_dir: str | Path) -> dict[str, Any]
     return cfg
 
 
-def _plain(node: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in node.items() if k not in _HYDRA_KEYS}
+def plain(node: Mapping[str, Any]) -> dict[str, Any]:
+    """A config node without Hydra's own keys: the arguments of the class it builds."""
+    return {k: v for k, v in node.items() if k not in HYDRA_KEYS}
 
 
 @functools.cache
@@ -655,7 +656,7 @@ def _data_problems(data_json: str) -> tuple[str, ...]:
                 "image folder with data=image_folder data.root=DIR",
             )
     check = getattr(cls, "problems", None)
-    return tuple(check(**_plain(data))) if check else ()
+    return tuple(check(**plain(data))) if check else ()
 
 
 @functools.cache
@@ -664,7 +665,7 @@ def _train_size(data_json: str) -> int | None:
 
     data = json.loads(data_json)
     size = getattr(get_object(data["_target_"]), "train_size", None)
-    return size(**_plain(data)) if size else None
+    return size(**plain(data)) if size else None
 
 
 def step_problems(cfg: Mapping[str, Any], n_train: int | None) -> list[str]:

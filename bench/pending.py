@@ -6,11 +6,13 @@ outage of any length. MLflow's client tries each request again for about four mi
 lost but appended to the run's journal, ``<folder>/mlflow-pending/<run id>/writes.jsonl`` (the
 folder the command runs in; files the write names are copied beside it), and the run goes on.
 Every later write first sends what is pending, in order (a quick try, at most one per
-``PROBE_SECONDS``, so that a server still down does not hold training up). At the run's end
+``PROBE_SECONDS``, so that a server still down does not hold training up). The journal is only
+appended to; how many of its writes have been sent is kept beside it (``sent``), updated after
+each one, so that none is sent twice and no write rewrites the journal. At the run's end
 the pending writes are sent, waiting for the server for up to ``WAIT_SECONDS``; if it is still
 down then, the journal stays, and the next bench command run in that folder (``bench``,
-``bench-train``, ``bench-report``) sends it first (``replay_all``), before anything reads the
-store. Each write sent is removed from the journal at once, so none is sent twice.
+``bench-train``, ``bench-report``) sends it first (``bench.tracking.send_pending``), before
+anything reads the store.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ log = logging.getLogger("bench")
 
 FOLDER = "mlflow-pending"
 JOURNAL = "writes.jsonl"
+SENT = "sent"  # beside the journal: how many of its writes the server has taken
 PROBE_SECONDS = 30.0  # while the server is down: at most one quick try per this many seconds
 WAIT_SECONDS = 30 * 60.0  # at a run's end: how long to wait for the server to send the rest
 
@@ -80,11 +83,14 @@ class Journal:
     def __init__(self, folder: Path, uri: str, run_id: str):
         self.folder = Path(folder) / run_id
         self.uri, self.run_id = uri, run_id
-        self.path = self.folder / JOURNAL
-        self.writes: list[dict[str, Any]] = []
+        self.path, self.sent_path = self.folder / JOURNAL, self.folder / SENT
+        self.writes: list[dict[str, Any]] = []  # the writes not sent yet
+        self.sent = 0  # the journal's writes sent before them
         if self.path.is_file():
-            lines = self.path.read_text().splitlines()
-            self.writes = [json.loads(line) for line in lines[1:] if line.strip()]
+            lines = [line for line in self.path.read_text().splitlines()[1:] if line.strip()]
+            if self.sent_path.is_file():
+                self.sent = int(self.sent_path.read_text())
+            self.writes = [json.loads(line) for line in lines[self.sent :]]
         self._tried = 0.0  # when the last try to send failed (monotonic)
 
     def __len__(self) -> int:
@@ -98,17 +104,20 @@ class Journal:
             kept.parent.mkdir(exist_ok=True)
             shutil.copyfile(args["path"], kept)
             args = {**args, "path": str(kept)}
-        self.writes.append({"op": op, **args})
-        self._save()
-
-    def _save(self) -> None:
-        header = json.dumps({"uri": self.uri, "run_id": self.run_id})
-        partial = self.path.with_suffix(".partial")
-        with open(partial, "w") as f:
-            f.write("\n".join([header, *(json.dumps(w) for w in self.writes)]) + "\n")
+        write = {"op": op, **args}
+        lines = [json.dumps(write)]
+        if not self.path.is_file():
+            lines.insert(0, json.dumps({"uri": self.uri, "run_id": self.run_id}))
+        with open(self.path, "a") as f:
+            f.write("\n".join(lines) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        os.replace(partial, self.path)
+        self.writes.append(write)
+
+    def _mark_sent(self) -> None:
+        partial = self.sent_path.with_suffix(".partial")
+        partial.write_text(str(self.sent))
+        os.replace(partial, self.sent_path)
 
     def send(self, apply: Callable[[dict[str, Any]], None], quick: bool = True) -> bool:
         """Send the pending writes in order with ``apply``; True when none is left. ``quick``:
@@ -128,7 +137,8 @@ class Journal:
                     self._tried = time.monotonic()
                     return False
                 self.writes.pop(0)
-                self._save()
+                self.sent += 1
+                self._mark_sent()
         log.info("MLflow run %s: the writes kept while the server was down are sent", self.run_id)
         shutil.rmtree(self.folder, ignore_errors=True)
         return True

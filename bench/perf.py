@@ -645,7 +645,8 @@ def stored_run(uri: str, config: Mapping[str, Any]) -> dict:
     mc = tracking.client(uri)
     found = mc.search_runs(
         [tracking.experiment_id(uri, experiment)],
-        filter_string=f"tags.`{tracking.KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        filter_string=f"{tracking._equals('tags', tracking.KEY_TAG, key)} "
+        "and attributes.status = 'FINISHED'",
     )
     if not found:
         raise SystemExit(

@@ -882,10 +882,14 @@ def description(report: Report) -> str:
     text = [f"{report.n_finished} finished runs. {label.capitalize()}, mean over seeds: {ranking}."]
     best = next((r for r in best_first.itertuples() if r.schedule != options.baseline), None)
     if best is not None and not pd.isna(best.diff_mean):
+        interval = (
+            f"95% CI {100 * best.diff_ci_low:+.2f} to {100 * best.diff_ci_high:+.2f}, "
+            if not pd.isna(best.diff_ci_low)
+            else ""
+        )
         text.append(
             f"{best.schedule} vs {options.baseline}: {100 * best.diff_mean:+.2f} pt "
-            f"(95% CI {100 * best.diff_ci_low:+.2f} to {100 * best.diff_ci_high:+.2f}, "
-            f"paired over {int(best.n_pairs)} seeds)."
+            f"({interval}paired over {int(best.n_pairs)} seed{'s' * (best.n_pairs != 1)})."
         )
     claims = report.claims
     if claims is not None and not claims.empty:

@@ -752,8 +752,8 @@ class RunRecorder:
     def flush(self) -> None:
         if self._buffer:
             batch = [[m.key, m.value, m.timestamp, m.step] for m in self._buffer]
+            self._write("metrics", metrics=batch)  # sent or journaled; an error keeps it here
             self._buffer = []
-            self._write("metrics", metrics=batch)
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
         self.add(metrics, step)

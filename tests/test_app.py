@@ -220,7 +220,9 @@ def test_report_is_logged_to_the_sweep_parent(sweep):
     note = tags["mlflow.note.content"]
     assert note.startswith("2 finished runs. Final val acc, mean over seeds: ")
     assert f"constant {metrics['constant.final_val_acc_pct']:.2f}%" in note
-    assert "cosine vs constant: " in note or "Claims: " in note
+    diff = metrics["cosine.diff_vs_baseline_pt"]
+    assert f"cosine vs constant: {diff:+.2f} pt (paired over 1 seed)." in note  # no interval
+    assert "Claims: " in note and "nan" not in note
     # Runs carry schedule and seed as params (the UI groups by params), and the experiment
     # carries MLflow's mark of a model-training experiment.
     assert {r.data.params["schedule"] for r in kids.values()} == {"constant", "cosine"}

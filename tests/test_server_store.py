@@ -172,3 +172,28 @@ def test_two_identical_sweeps_on_a_server_train_each_run_once(server, tmp_path):
     found = client.search_runs([experiment.experiment_id], "tags.`bench.kind` = 'run'")
     assert sorted(r.data.tags["schedule"] for r in found) == ["constant", "cosine"]
     assert {r.info.status for r in found} == {"FINISHED"}
+
+
+def test_a_journal_sends_each_write_once_across_processes(tmp_path):
+    """Writes sent before the server went away again are not sent again by the next process;
+    the journal is appended to, never rewritten, and goes once everything is sent."""
+    import requests
+
+    journal = pending.Journal(tmp_path / pending.FOLDER, "http://server", "run1")
+    for step in range(4):
+        journal.add("metrics", metrics=[["val_acc", 0.5, 0, step]])
+    written = journal.path.read_text()
+    sent = []
+
+    def down_after_two(write):
+        if len(sent) == 2:
+            raise requests.exceptions.ConnectionError("refused")
+        sent.append(write["metrics"][0][3])
+
+    assert not journal.send(down_after_two, quick=False)
+    assert journal.path.read_text() == written  # not rewritten
+    [again] = pending.journals(tmp_path)  # the next command, in the same folder
+    assert [w["metrics"][0][3] for w in again.writes] == [2, 3]
+    assert again.send(lambda write: sent.append(write["metrics"][0][3]), quick=False)
+    assert sent == [0, 1, 2, 3]
+    assert pending.journals(tmp_path) == [] and not journal.folder.exists()

@@ -28,10 +28,8 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Iterable
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
-# Keys Hydra reads itself when it instantiates a ``_target_`` node.
-HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
 METHODS = ("setup", "train_dataloader", "val_dataloader", "test_dataloader")
 
 
@@ -57,11 +55,6 @@ class Shape(NamedTuple):
     num_classes: int
     in_channels: int | None = None
     image_size: int | None = None
-
-
-def plain(node: dict[str, Any]) -> dict[str, Any]:
-    """A config node without Hydra's own keys: the constructor's arguments."""
-    return {k: v for k, v in node.items() if k not in HYDRA_KEYS}
 
 
 def shape_of(datamodule) -> Shape:
@@ -101,6 +94,8 @@ def inspect_data(node_json: str):
     first training batch read, each step checked against the contract."""
     import torch
     from hydra.utils import get_object, instantiate
+
+    from bench.config import plain
 
     node = json.loads(node_json)
     target = node["_target_"]

@@ -177,7 +177,7 @@ def names(library: str) -> list[str]:
 def name_problems(model: dict) -> list[str]:
     """``model.name`` against the models its library has, with the nearest names; and timm
     missing, where a config names it."""
-    import difflib
+    from bench.config import did_you_mean
 
     library = BY_NAME.get(model.get("_target_"))
     if library is None:
@@ -192,12 +192,10 @@ def name_problems(model: dict) -> list[str]:
     name = model.get("name")
     if name in known:
         return []
-    near = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(near)}?" if near else ""
     listing = f"python -c \"import bench.models as m; print(m.names('{library}'))\""
     return [
-        f"model.name: got {name!r}, not one of {library}'s {len(known)} classification models"
-        f"{hint} (the list: {listing})"
+        f"model.name: got {name!r}, not one of {library}'s {len(known)} classification models;"
+        f"{did_you_mean(name, known)} (the list: {listing})"
     ]
 
 
