@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import config as bench_config
 from bench import launch, resume, run, sequential, tracking  # launch: the launchers' resolvers
-from bench.sweep import Sweep, abort, first_point, interrupted, run_config
+from bench.rules import did_you_mean
+from bench.sweep import Sweep, abort, checked, first_point, interrupted, run_config
 
 log = logging.getLogger("bench")
 
@@ -56,7 +57,11 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
             if decision.action != resume.RESUME and decision.action != resume.RUN:
                 return None
             return run.train(
-                config, tracking_uri=uri, experiment_id=experiment_id, resume_from=decision, **where
+                checked(config, None),
+                tracking_uri=uri,
+                experiment_id=experiment_id,
+                resume_from=decision,
+                **where,
             )
     label = f"[{hc.job.num + 1}/{sweep.n_runs}] {config['run_name']}"
     with tracking.claimed(sweep.tracking_uri, run.identity(config), sweep.experiment_id) as mine:
@@ -76,7 +81,7 @@ def _sweep_run(config: dict, sweep: Sweep, label: str, hc, launch_dir: Path, whe
     try:
         with launch.pinned(config, launcher, hc.job.num, launch_dir / hc.sweep.dir, label):
             return run.train(
-                config,
+                checked(config, sweep),
                 tracking_uri=sweep.tracking_uri,
                 experiment_id=sweep.experiment_id,
                 parent_run_id=sweep.parent_run_id,
@@ -185,7 +190,7 @@ def unknown_key_message(config_name: str, overrides: list[str]) -> str | None:
     keys = [str(k) for k in node if k != "hydra"]
     return (
         f"unknown key '{key}': the config has no '{leaf}' {where};"
-        f"{bench_config.did_you_mean(leaf, keys)} the keys there are: {', '.join(keys)}. "
+        f"{did_you_mean(leaf, keys)} the keys there are: {', '.join(keys)}. "
         f"(To add a key that the config does not have, write +{key}=VALUE.)"
     )
 
@@ -214,7 +219,7 @@ def unknown_option_message(overrides: list[str]) -> str | None:
             values = [override.value()] if isinstance(override.value(), str) else []
         found += [
             f"{group}={v}: there is no option '{v}' in {group};"
-            f"{bench_config.did_you_mean(v, options)} the options are: {', '.join(options)}"
+            f"{did_you_mean(v, options)} the options are: {', '.join(options)}"
             for v in values
             if v not in options and v != "null"  # null: no option (an optional group)
         ]

@@ -2,18 +2,21 @@
 
 Three layers, each a list of ``'field: got X; allowed: Y'`` lines:
 
-- ``problems``: the values of bench's own fields, alone and together, and every key against
-  the keys the config has (``conf/``) (pure but for reading ``conf/``, instant);
-- ``argument_problems``: every key against the arguments of the class it builds, and the
-  accelerator, devices and precision against Lightning and this machine (imports torch and
-  Lightning);
-- ``resource_problems``: the data and the starting weights on disk, fetched first where the
-  config allows a download (reads files, may download); then what shows only with the run's
-  length (``step_problems``): the batch size against the training split, and the schedule's
-  shape against the run's ``T`` optimizer steps (``bench.schedules.horizon_problems``).
+- ``problems``: the values of the sweep's own fields, alone and together, the schedule's name
+  and knobs (``bench.schedules.problems``), and every key against the keys the config has
+  (``conf/``) (pure but for reading ``conf/``, instant);
+- ``argument_problems``: every key against the arguments of the class it builds, the values
+  against the rules that class declares beside itself (``bench.rules.checked``: a model's
+  ``stem`` or ``width``), and the accelerator, devices and precision against Lightning and this
+  machine (imports torch and Lightning);
+- ``resources``: the data and the starting weights on disk, fetched first where the config
+  allows a download (reads files, may download); then the run's length (``run_steps``): the
+  batch size against the training split, and the schedule's shape against the run's ``T``
+  optimizer steps (``bench.schedules.horizon_problems``).
 
-``validate`` raises ``ConfigError`` with all of them. Names of config-group options
-(``schedule=``, ``optimizer=``, ...) are checked by Hydra when it composes the config.
+``validate`` raises ``ConfigError`` with all of them, or returns the checked run
+(``bench.spec.RunSpec``) that the run consumes without checking again. Names of config-group
+options (``schedule=``, ``optimizer=``, ...) are checked by Hydra when it composes the config.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench import schedules
+from bench import schedules, spec
 from bench.rules import (
     BOOLEAN,
     COUNT,
@@ -41,6 +44,7 @@ from bench.rules import (
     OPEN_FRACTION,
     POSITIVE,
     Rule,
+    did_you_mean,
     integer,
     number,
     one_of,
@@ -75,13 +79,8 @@ FOLDER_NAME: Rule = (
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 DEVICES = 'an integer >= 1, -1 (all), "auto", or a list of distinct device indices, e.g. [0, 1]'
 
-STEMS = ("imagenet", "cifar")
 NORMALIZE = ("train", "imagenet")
 
-BLOCKS: Rule = (
-    lambda x: isinstance(x, list | tuple) and len(x) >= 1 and all(COUNT[0](b) for b in x),
-    "a list of integers >= 1, blocks per stage, e.g. [2, 2, 2, 2]",
-)
 VAL_SIZE: Rule = (
     lambda x: COUNT[0](x) or isinstance(x, float) and 0 < x < 1,
     "a number of images (an integer >= 1) or a fraction of the training images in (0, 1)",
@@ -166,11 +165,6 @@ OPTIONAL: dict[str, Rule] = {
     "data.image_size": COUNT_OR_NULL,
     "data.train_per_class": COUNT_OR_NULL,
     "data.test_per_class": COUNT_OR_NULL,
-    "model.stem": one_of(*STEMS),
-    "model.width": COUNT,
-    "model.blocks": BLOCKS,
-    "model.weights": NAME,
-    "model.name": NAME,
     "model.label_smoothing": (lambda x: number(x) and 0 <= x < 1, "a number in [0, 1)"),
     "optimizer.wd_norm_and_bias": BOOLEAN,
     "optimizer.wd_coupled": BOOLEAN,
@@ -191,11 +185,6 @@ OPTIONAL: dict[str, Rule] = {
         "a non-empty list of png, svg, pdf",
     ),
 }
-
-# Keys that bench reads itself; the others go to the class the node builds.
-OWN_TRAINER_KEYS = ("channels_last", "max_loss", "num_threads", "compile", "checkpoint_seconds")
-OWN_MODEL_KEYS = ("label_smoothing",)
-OWN_OPTIMIZER_KEYS = ("wd_norm_and_bias", "wd_coupled", "bn_batches", "lr_scale")  # see bench.optim
 
 # Model arguments that the data decides.
 FROM_DATA = ("num_classes", "in_channels", "image_size")
@@ -259,12 +248,6 @@ def known_keys() -> dict[str, tuple[str, ...] | None]:
 
 def _nearest(key: str, allowed: list[str]) -> str:
     return (difflib.get_close_matches(key, allowed, n=1, cutoff=0) or allowed)[0]
-
-
-def did_you_mean(got: str, allowed: list[str]) -> str:
-    """``" did you mean X?"`` where one of ``allowed`` is close to ``got`` (a typo), else ``""``."""
-    near = difflib.get_close_matches(str(got), [str(a) for a in allowed], n=2, cutoff=0.6)
-    return f" did you mean {' or '.join(near)}?" if near else ""
 
 
 def unknown_key_problems(cfg: Mapping[str, Any]) -> list[str]:
@@ -354,21 +337,8 @@ def problems(cfg: Mapping[str, Any]) -> list[str]:
     if not isinstance(schedule, Mapping):
         found.append("schedule: missing; choose one with schedule=" + "|".join(schedules.SCHEDULES))
     else:
-        name = schedule.get("name")
-        if name not in schedules.SCHEDULES:
-            found.append(f"schedule.name: got {name!r}; allowed: {', '.join(schedules.SCHEDULES)}")
-        else:
-            allowed = schedules.rules(name)
-            for knob, value in schedule.items():
-                if knob == "name":
-                    continue
-                if knob not in allowed:
-                    found.append(
-                        f"schedule.{knob}: not a knob of the {name!r} schedule; "
-                        f"allowed: {', '.join(allowed)}"
-                    )
-                else:
-                    found.append(_check(f"schedule.{knob}", value, allowed[knob]))
+        knobs = {k: v for k, v in schedule.items() if k != "name"}
+        found += schedules.problems(schedule.get("name"), knobs)
     return [p for p in found if p is not None]
 
 
@@ -436,10 +406,6 @@ def _schedule_free_problems(cfg: Mapping[str, Any]) -> list[str]:
     return found
 
 
-# Keys Hydra reads itself when it instantiates a ``_target_`` node.
-HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
-
-
 def _accepted(target: Callable, skip: int = 0) -> tuple[list[str], bool]:
     """The keyword parameters ``target`` accepts, and whether it takes ``**kwargs`` too."""
     params = list(inspect.signature(target).parameters.values())[skip:]
@@ -455,7 +421,7 @@ def _unknown_arguments(field: str, keys: list[str], target: Callable, label: str
         f"{field}.{key}: not an argument of {label};{did_you_mean(key, names)} allowed: "
         f"{', '.join(names)}"
         for key in keys
-        if key not in names and key not in HYDRA_KEYS
+        if key not in names and key not in spec.HYDRA_KEYS
     ]
 
 
@@ -475,9 +441,13 @@ def argument_problems(cfg: Mapping[str, Any]) -> list[str]:
         except Exception as e:
             found.append(f"{field}._target_: cannot import {node['_target_']!r} ({e})")
             continue
-        own = {"model": OWN_MODEL_KEYS, "optimizer": OWN_OPTIMIZER_KEYS}.get(field, ())
+        own = spec.OWN_KEYS.get(field, ())
         keys = [k for k in node if k not in own]
         found += _unknown_arguments(field, keys, target, node["_target_"])
+        # The rules a component declares beside itself (``bench.rules.checked``).
+        for key, rule in getattr(target, "rules", {}).items():
+            if key in node:
+                found.append(_check(f"{field}.{key}", node[key], rule))
         if field == "model":
             from bench import models
 
@@ -488,7 +458,7 @@ def argument_problems(cfg: Mapping[str, Any]) -> list[str]:
         import pytorch_lightning as pl
         import torch
 
-        keys = [k for k in trainer if k not in OWN_TRAINER_KEYS]
+        keys = [k for k in trainer if k not in spec.OWN_KEYS["trainer"]]
         found += _unknown_arguments(
             "trainer", keys, pl.Trainer.__init__, "pytorch_lightning.Trainer", skip=1
         )
@@ -509,7 +479,7 @@ def argument_problems(cfg: Mapping[str, Any]) -> list[str]:
             found += _devices_problems(trainer.get("devices", "auto"), accelerator)
         if "precision" in trainer:
             found += _precision_problems(trainer["precision"])
-    return found
+    return [p for p in found if p is not None]
 
 
 def _literals(hint: Any) -> list[Any]:
@@ -635,11 +605,6 @@ def resolve_paths(cfg: dict[str, Any], launch_dir: str | Path) -> dict[str, Any]
     return cfg
 
 
-def plain(node: Mapping[str, Any]) -> dict[str, Any]:
-    """A config node without Hydra's own keys: the arguments of the class it builds."""
-    return {k: v for k, v in node.items() if k not in HYDRA_KEYS}
-
-
 @functools.cache
 def _data_problems(data_json: str) -> tuple[str, ...]:
     from hydra.utils import get_object, instantiate
@@ -656,7 +621,7 @@ def _data_problems(data_json: str) -> tuple[str, ...]:
                 "image folder with data=image_folder data.root=DIR",
             )
     check = getattr(cls, "problems", None)
-    return tuple(check(**plain(data))) if check else ()
+    return tuple(check(**spec.arguments(data))) if check else ()
 
 
 @functools.cache
@@ -665,22 +630,28 @@ def _train_size(data_json: str) -> int | None:
 
     data = json.loads(data_json)
     size = getattr(get_object(data["_target_"]), "train_size", None)
-    return size(**plain(data)) if size else None
+    return size(**spec.arguments(data)) if size else None
 
 
 def step_problems(cfg: Mapping[str, Any], n_train: int | None) -> list[str]:
-    """What shows only with the run's length, given ``n_train`` training images (None: not
-    known, nothing to check): a batch larger than the training split, gradient accumulation
-    over more batches than an epoch has, and a schedule whose shape does not fit the run's
-    ``T`` optimizer steps, counted as Lightning counts them (``estimated_stepping_batches``:
-    ``ceil(batches / accumulate_grad_batches) * max_epochs``, at most ``max_steps``; the
-    training loader keeps the last, partial batch). With several devices, or
-    ``fast_dev_run``/``overfit_batches``, Lightning decides the batches itself and ``T`` is
-    not checked; nor in the LR range test, whose ramp replaces the schedule."""
+    """What shows only with the run's length (``run_steps``)."""
+    return run_steps(cfg, n_train)[1]
+
+
+def run_steps(cfg: Mapping[str, Any], n_train: int | None) -> tuple[int | None, list[str]]:
+    """The run's ``T``, the optimizer steps its schedule spans (None where Lightning alone can
+    count them), and what shows only with the run's length, given ``n_train`` training images
+    (None: not known, nothing to check): a batch larger than the training split, gradient
+    accumulation over more batches than an epoch has, and a schedule whose shape does not fit
+    the run's ``T`` optimizer steps, counted as Lightning counts them
+    (``estimated_stepping_batches``: ``ceil(batches / accumulate_grad_batches) * max_epochs``,
+    at most ``max_steps``; the training loader keeps the last, partial batch). With several
+    devices, or ``fast_dev_run``/``overfit_batches``, Lightning decides the batches itself and
+    ``T`` is not counted; nor in the LR range test, whose ramp replaces the schedule."""
     trainer = cfg.get("trainer")
     batch = _get(cfg, "data.batch_size")
     if n_train is None or not isinstance(trainer, Mapping) or not COUNT[0](batch):
-        return []
+        return None, []
     found = []
     if batch > n_train:
         found.append(
@@ -695,7 +666,7 @@ def step_problems(cfg: Mapping[str, Any], n_train: int | None) -> list[str]:
         n_batches = int(n_batches * limit)
     described = f"{n_batches} training batches per epoch ({n_train} images in batches of {batch})"
     if n_batches < 1:
-        return found + [
+        return None, found + [
             f"trainer.limit_train_batches: got {limit} of {math.ceil(n_train / batch)} training "
             f"batches per epoch, which is none; allowed: an integer >= 1 or a fraction of at "
             f"least {1 / math.ceil(n_train / batch):.3g}"
@@ -718,7 +689,7 @@ def step_problems(cfg: Mapping[str, Any], n_train: int | None) -> list[str]:
         or trainer.get("fast_dev_run") not in (None, False, 0)
         or trainer.get("overfit_batches") not in (None, 0, 0.0)
     ):
-        return found
+        return None, found
     per_epoch = math.ceil(n_batches / accumulate)
     T = per_epoch * epochs
     how = f"{per_epoch} per epoch x {epochs} epoch{'s' * (epochs != 1)}"
@@ -731,7 +702,7 @@ def step_problems(cfg: Mapping[str, Any], n_train: int | None) -> list[str]:
     found += schedules.horizon_problems(
         schedule["name"], T, run=f"a run of {T} optimizer steps ({how})", **knobs
     )
-    return found
+    return T, found
 
 
 @functools.cache
@@ -746,7 +717,7 @@ def _model_problems(model_json: str, data_json: str, head: str | None, needs_hea
     from bench import models
 
     shape, example, _ = _inspected(data_json)
-    model = {k: v for k, v in json.loads(model_json).items() if k not in OWN_MODEL_KEYS}
+    model = dict(spec.split(json.loads(model_json), "model")[0])
     return tuple(models.problems(model, shape, example, head, needs_head))
 
 
@@ -758,29 +729,34 @@ def needs_head(cfg: Mapping[str, Any]) -> bool:
 
 
 def resource_problems(cfg: Mapping[str, Any]) -> list[str]:
-    """The data (present, with the classes and split sizes asked for; a module of the user's
-    built, set up and its first batch read: ``bench.data.contract``), the run's length against
-    the data (``step_problems``), and the model built for the data, its starting weights loaded
-    and one batch of the data's inputs passed through it (``bench.models.problems``). Where the
-    config allows it, missing data and pretrained weights are downloaded first, once per
-    process."""
+    """What ``resources`` finds wrong."""
+    return resources(cfg)[1]
+
+
+def resources(cfg: Mapping[str, Any]) -> tuple[int | None, list[str]]:
+    """The run's ``T`` (``run_steps``), and what is wrong with the data (present, with the
+    classes and split sizes asked for; a module of the user's built, set up and its first batch
+    read: ``bench.data.contract``), the run's length against the data, and the model built for
+    the data, its starting weights loaded and one batch of the data's inputs passed through it
+    (``bench.models.problems``). Where the config allows it, missing data and pretrained
+    weights are downloaded first, once per process."""
     data, model = cfg.get("data"), cfg.get("model")
     if not isinstance(data, Mapping) or not isinstance(model, Mapping):
-        return []
+        return None, []
     data_json = json.dumps(dict(data), sort_keys=True)
     found = list(_data_problems(data_json))
     if found:
-        return found
+        return None, found
     _, _, found = _inspected(data_json)
     if found:
-        return list(found)
-    found = step_problems(cfg, _train_size(data_json))
+        return None, list(found)
+    steps, found = run_steps(cfg, _train_size(data_json))
     head = _get(cfg, "finetune.head")
     model_json = json.dumps(dict(model), sort_keys=True)
     found += _model_problems(
         model_json, data_json, None if head is _MISSING else head, needs_head(cfg)
     )
-    return found
+    return steps, found
 
 
 # Base LRs that train something: well outside, a run is almost surely a typo (1e-30, 1e5).
@@ -805,12 +781,15 @@ def warnings(cfg: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def validate(cfg: Mapping[str, Any]) -> None:
-    """Raise ``ConfigError`` naming every invalid field of ``cfg``: values, arguments, and
-    (when those are fine) the data and weights on disk."""
+def validate(cfg: Mapping[str, Any]) -> spec.RunSpec:
+    """The checked run of ``cfg`` (``bench.spec.RunSpec``); raises ``ConfigError`` naming every
+    invalid field: values, arguments, and (when those are fine) the data and weights on disk
+    and the run's length."""
     found = problems(cfg)
     found += argument_problems(cfg)
+    steps = None
     if not found:
-        found += resource_problems(cfg)
+        steps, found = resources(cfg)
     if found:
         raise ConfigError(found)
+    return spec.of(cfg, steps)

@@ -35,9 +35,11 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 class Classifier(pl.LightningModule):
     """Cross-entropy classification; the learning rate follows ``schedule`` at every optimizer step.
 
-    The schedule's length ``T`` is the number of optimizer steps the trainer will really take
-    (``trainer.estimated_stepping_batches``), so it fits any dataset size, epoch count, gradient
-    accumulation or device count.
+    The schedule's length ``T`` is ``steps``, the optimizer steps the run's check counted
+    (``bench.config.run_steps``); where the check cannot count them (several devices,
+    ``fast_dev_run``), the steps the trainer will really take
+    (``trainer.estimated_stepping_batches``). A count that differs from the trainer's stops the
+    run before its first step: the schedule would not span the run it was checked against.
 
     Two-stage fine-tuning: for the first ``freeze_epochs`` epochs only the head (``head``:
     a module's dotted name; None: ``fc``, else the last ``nn.Linear``, ``bench.models.head_of``)
@@ -72,6 +74,7 @@ class Classifier(pl.LightningModule):
         wd_coupled: bool = False,
         bn_batches: int = 50,
         head: str | None = None,
+        steps: int | None = None,
     ):
         super().__init__()
         self.net = net
@@ -80,6 +83,7 @@ class Classifier(pl.LightningModule):
         self.schedule = schedule
         self.freeze_epochs = freeze_epochs
         self.backbone_lr_mult = backbone_lr_mult
+        self.steps = steps
         self.total_steps = 0
         self.frozen = False
         self.channels_last = channels_last
@@ -180,7 +184,13 @@ class Classifier(pl.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self):
-        self.total_steps = int(self.trainer.estimated_stepping_batches)
+        stepping = int(self.trainer.estimated_stepping_batches)
+        if self.steps is not None and self.steps != stepping:
+            raise RuntimeError(
+                f"the schedule was checked against T={self.steps} optimizer steps, but the "
+                f"trainer will take {stepping}"
+            )
+        self.total_steps = stepping
         # The head's group(s) first: the first group's LR is the one logged as `lr`.
         if self.backbone_lr_mult == 1:
             parts = [(list(self.parameters()), 1.0)]

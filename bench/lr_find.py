@@ -125,8 +125,7 @@ def run(
     from bench import lightning, plots, tracking
     from bench import run as bench_run
 
-    bench_config.validate(config)
-    config = bench_run.settle(config)
+    run = bench_run.settle(bench_config.validate(config))
     lightning.quiet_lightning()
     bench_run.set_threads(config)
     pl.seed_everything(config["seed"], workers=True, verbose=False)
@@ -141,12 +140,13 @@ def run(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        recorder.log_params(tracking.flatten(config))
-        datamodule, module = bench_run.build(config)
+        settled = {**config, "trainer": {**run.trainer, **run.own["trainer"]}}
+        recorder.log_params(tracking.flatten(settled))
+        datamodule, module = bench_run.build(run)
         raw = record_losses(module)
         with tempfile.TemporaryDirectory() as scratch:
             trainer = pl.Trainer(
-                **bench_run.trainer_arguments(config)
+                **run.trainer
                 | {
                     "max_epochs": -1,  # as many epochs as the range test's steps take
                     "max_steps": settings["steps"],

@@ -1,7 +1,7 @@
 """Optimizers: parameter groups and weight decay, schedule-free optimizers' modes, and the
 BatchNorm recalibration those need before every evaluation.
 
-bench's own optimizer keys (``bench.config.OWN_OPTIMIZER_KEYS``; the others go to the
+bench's own optimizer keys (``bench.spec.OWN_KEYS``; the others go to the
 optimizer's class):
 
 - ``wd_norm_and_bias`` (default true): false gives BatchNorm weights and every bias (all

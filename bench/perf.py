@@ -385,13 +385,17 @@ def file_timer() -> CallTimer:
 def bench_run(config: Mapping[str, Any], uri: str, experiment_id: str, folder: Path) -> dict:
     """One bench run in this process: wall seconds, seconds in store calls, store calls,
     seconds writing its checkpoint and weights files."""
+    from bench import config as bench_config
     from bench import run
 
     output_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
     with store_timer() as store, file_timer() as files:
         start = time.perf_counter()
         metrics = run.train(
-            config, tracking_uri=uri, experiment_id=experiment_id, output_dir=output_dir
+            bench_config.validate(config),
+            tracking_uri=uri,
+            experiment_id=experiment_id,
+            output_dir=output_dir,
         )
         wall = time.perf_counter() - start
     shutil.rmtree(output_dir, ignore_errors=True)
@@ -423,18 +427,20 @@ def bare_run(config: Mapping[str, Any]) -> dict:
     from torch.nn import functional as F
     from torch.optim.lr_scheduler import LambdaLR
 
-    from bench import models, run, schedules
+    from bench import models, run, spec
     from bench.data import augment, contract
 
     start = time.perf_counter()
     # The trainer's "auto" values as a bench run settles them on this machine (precision,
     # channels_last, deterministic), then applied here by hand.
-    trainer, data, opt = run.settle(config)["trainer"], config["data"], config["optimizer"]
+    checked = run.settle(spec.of(config))
+    trainer = {**checked.trainer, **checked.own["trainer"]}
+    data, opt = checked.data, checked.optimizer
     if trainer.get("compile"):
         raise ValueError("the bare loop does not compile the network (trainer.compile)")
     if trainer.get("num_threads") is not None:
         torch.set_num_threads(trainer["num_threads"])
-    device = torch.device("cuda" if run.uses_cuda(config) else "cpu")
+    device = torch.device("cuda" if run.uses_cuda(checked) else "cpu")
     deterministic = bool(trainer.get("deterministic"))
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -458,8 +464,7 @@ def bare_run(config: Mapping[str, Any]) -> dict:
     train_x, train_y = (t.to(device) for t in _split(dm, "train"))
     held_out = {s: tuple(t.to(device) for t in _split(dm, s)) for s in ("val", "test")}
     images = train_x.dtype == torch.uint8  # images to augment and normalise; else features
-    knobs = {k: v for k, v in config["model"].items() if k != "label_smoothing"}
-    net = models.build(knobs, contract.shape_of(dm)).to(device)
+    net = models.build(dict(checked.model), contract.shape_of(dm)).to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     if not opt["_target_"].endswith("SGD"):
@@ -473,8 +478,7 @@ def bare_run(config: Mapping[str, Any]) -> dict:
     )
     batch, epochs, n = data["batch_size"], trainer["max_epochs"], len(train_y)
     total = math.ceil(n / batch) * epochs
-    schedule_knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
-    schedule = schedules.make(config["schedule"]["name"], base=opt["lr"], **schedule_knobs)
+    schedule = checked.schedule.lr(opt["lr"])
     scheduler = LambdaLR(optimizer, lambda t: schedule(t, total) / opt["lr"])
     scaler = torch.amp.GradScaler(device.type, enabled=mixed is torch.float16)
 

@@ -1,11 +1,13 @@
 """What a config value may be: a rule is a test and the words that describe what it allows.
 
-The checks in ``bench.config`` and the knobs declared beside each schedule in
-``bench.schedules`` use these, so an error message always says what is allowed.
+The checks in ``bench.config``, the knobs declared beside each schedule in
+``bench.schedules`` and the arguments a component declares beside itself (``checked``) use
+these, so an error message always says what is allowed.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 from collections.abc import Callable
@@ -45,6 +47,24 @@ COUNT_OR_NULL: Rule = or_null(COUNT)
 NON_NEGATIVE_INT: Rule = (lambda x: integer(x) and x >= 0, "an integer >= 0")
 BOOLEAN: Rule = (lambda x: isinstance(x, bool), "true or false")
 NAME: Rule = (lambda x: isinstance(x, str) and x.strip() != "", "a non-empty string")
+
+
+def did_you_mean(got: str, allowed: list[str]) -> str:
+    """``" did you mean X?"`` where one of ``allowed`` is close to ``got`` (a typo), else ``""``."""
+    near = difflib.get_close_matches(str(got), [str(a) for a in allowed], n=2, cutoff=0.6)
+    return f" did you mean {' or '.join(near)}?" if near else ""
+
+
+def checked(**rules: Rule) -> Callable[[Any], Any]:
+    """Declare the rules of a component's arguments beside it: ``@checked(width=COUNT)`` on a
+    model factory (or a data module's class) makes the checks before any run
+    (``bench.config.argument_problems``) test the config node's values against them."""
+
+    def declare(component: Any) -> Any:
+        component.rules = rules
+        return component
+
+    return declare
 
 
 def round_sig(x: float, digits: int, up: bool) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from bench import config as bench_config
-from bench import resume, tracking
+from bench import resume, spec, tracking
 
 log = logging.getLogger("bench")
 
@@ -40,61 +40,60 @@ def data_params(datamodule) -> dict[str, Any]:
     return {k: v for k, v in shape.items() if v is not None} | contract.split_sizes(datamodule)
 
 
-def build(config: Mapping[str, Any]):
-    """The datamodule (set up) and the Lightning module a resolved config describes: the
-    network sized by the data, the optimizer, the schedule bound to its knobs and base LR.
+def build(run: spec.RunSpec):
+    """The datamodule (set up) and the Lightning module of a checked run: the network sized by
+    the data, the optimizer, the schedule bound to its knobs and base LR.
     ``trainer.compile`` (true, or a backend's name) compiles the network in place with
     ``torch.compile``; the optimizer step stays outside it, so a schedule that changes the LR
     at every step never makes it compile again."""
     from hydra.utils import instantiate
 
-    from bench import lightning, models, schedules
+    from bench import lightning, models
     from bench.data import contract
 
-    datamodule = instantiate(dict(config["data"]))
+    datamodule = instantiate(dict(run.data))
     datamodule.prepare_data()
     datamodule.setup("fit")
-    model, own_model = split_own(config["model"], bench_config.OWN_MODEL_KEYS)
-    optimizer, own_optimizer = split_own(config["optimizer"], bench_config.OWN_OPTIMIZER_KEYS)
-    # The LR the optimizer runs at: optimizer.lr on the optimizer's own scale (bench.optim).
-    optimizer["lr"] = optimizer["lr"] * own_optimizer.pop("lr_scale", 1.0)
-    knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
-    schedule = schedules.make(config["schedule"]["name"], base=optimizer["lr"], **knobs)
     module = lightning.Classifier(
-        models.build(model, contract.shape_of(datamodule)),
-        instantiate(optimizer),
-        schedule,
-        **config.get("finetune", {}),
-        **own_model,
-        **own_optimizer,
-        channels_last=config["trainer"].get("channels_last", False) is True,
+        models.build(dict(run.model), contract.shape_of(datamodule)),
+        instantiate(dict(run.optimizer)),
+        run.schedule.lr(run.optimizer["lr"]),
+        steps=run.steps,
+        **run.finetune,
+        **run.own["model"],
+        **run.own["optimizer"],
+        channels_last=run.own["trainer"].get("channels_last", False) is True,
     )
-    backend = config["trainer"].get("compile", False)
+    backend = run.own["trainer"].get("compile", False)
     if backend:
         module.net.compile(backend="inductor" if backend is True else backend)
     return datamodule, module
 
 
-def uses_cuda(config: Mapping[str, Any]) -> bool:
+def uses_cuda(run: spec.RunSpec) -> bool:
     """Whether the run will land on a CUDA GPU."""
     import torch
 
-    accelerator = config["trainer"].get("accelerator", "auto")
+    accelerator = run.trainer.get("accelerator", "auto")
     return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
 
 
-def settle(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` with its trainer's ``auto`` values settled for this machine
+def settle(run: spec.RunSpec) -> spec.RunSpec:
+    """``run`` with its trainer's ``auto`` values settled for this machine
     (``device_settings``)."""
+    import dataclasses
+
     import torch
 
-    cuda = uses_cuda(config)
+    cuda = uses_cuda(run)
     bf16 = False
     if cuda:  # native bf16 on the run's GPU (an emulated one is slower than float16)
-        devices = config["trainer"].get("devices")
+        devices = run.trainer.get("devices")
         with torch.cuda.device(devices[0] if isinstance(devices, list) else 0):
             bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-    return {**config, "trainer": device_settings(config["trainer"], cuda, bf16)}
+    settled = device_settings({**run.trainer, **run.own["trainer"]}, cuda, bf16)
+    trainer, own = spec.split(settled, "trainer")
+    return dataclasses.replace(run, trainer=trainer, own={**run.own, "trainer": own})
 
 
 def device_settings(trainer: Mapping[str, Any], cuda: bool, bf16: bool) -> dict[str, Any]:
@@ -114,14 +113,7 @@ def device_settings(trainer: Mapping[str, Any], cuda: bool, bf16: bool) -> dict[
     return settled
 
 
-def tags_schedule(config: Mapping[str, Any]) -> str:
-    """What the run compares: its schedule's name, or its schedule-free optimizer's."""
-    from bench import schedules
-
-    return schedules.arm(config["schedule"]["name"], config["optimizer"].get("_target_", ""))
-
-
-def provenance(config: Mapping[str, Any]) -> dict[str, str]:
+def provenance(run: spec.RunSpec) -> dict[str, str]:
     """Where and with what the run ran, as tags: ``bench.host``, ``bench.device`` (the GPU's
     name, or the CPU's and its core count) and ``bench.versions``."""
     import importlib.metadata
@@ -136,8 +128,8 @@ def provenance(config: Mapping[str, Any]) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             return "?"
 
-    if uses_cuda(config):
-        devices = config["trainer"].get("devices")  # [i]: the GPU a launcher gave the run
+    if uses_cuda(run):
+        devices = run.trainer.get("devices")  # [i]: the GPU a launcher gave the run
         device = torch.cuda.get_device_name(devices[0] if isinstance(devices, list) else 0)
     else:
         device = f"CPU {_cpu_name() or platform.machine()}, {os.cpu_count()} cores"
@@ -221,13 +213,8 @@ def checkpoint_usable(path: str) -> bool:
         return False
 
 
-def trainer_arguments(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``trainer`` keys that go to Lightning's Trainer (not bench's own)."""
-    return {k: v for k, v in config["trainer"].items() if k not in bench_config.OWN_TRAINER_KEYS}
-
-
 def train(
-    config: Mapping[str, Any],
+    run: spec.RunSpec,
     *,
     tracking_uri: str,
     experiment_id: str,
@@ -237,7 +224,7 @@ def train(
     output_dir: str | Path | None = None,
     resume_from: resume.Decision | None = None,
 ) -> dict[str, float]:
-    """Train and test one run of ``config`` (resolved, plain data), recorded in the MLflow
+    """Train and test one checked run (``bench.config.validate``), recorded in the MLflow
     experiment ``experiment_id`` of ``tracking_uri``, nested under ``parent_run_id`` if given
     and tagged with the command-line ``overrides`` that made it and its identity
     (``bench.key``). The final weights go to ``output_dir/weights.pt`` when ``output_dir`` is
@@ -250,27 +237,30 @@ def train(
     final metrics."""
     import pytorch_lightning as pl
 
-    from bench import ensemble, lightning, schedules
+    from bench import ensemble, lightning
 
-    bench_config.validate(config)
-    lightning.quiet_lightning(bench_config.world_size(config["trainer"]) == 1)
+    config = run.plain()  # what is recorded: params, tags, config.yaml
+    lightning.quiet_lightning(bench_config.world_size(run.trainer) == 1)
     set_threads(config)
-    pl.seed_everything(config["seed"], workers=True, verbose=False)
+    pl.seed_everything(run.seed, workers=True, verbose=False)
     resuming = resume_from is not None and resume_from.action == resume.RESUME
-    settled = settle(config)
-    trainer_kw = trainer_arguments(settled)
+    settled = settle(run)
+    trainer_kw = dict(settled.trainer)
     keep_checkpoints = trainer_kw.pop("enable_checkpointing", True) and output_dir is not None
     recorder = tracking.RunRecorder(
         tracking_uri,
         experiment_id,
-        run_name=config["run_name"],
+        run_name=run.run_name,
         tags={
-            "schedule": tags_schedule(config),
-            "seed": str(config["seed"]),
+            "schedule": run.schedule.arm,
+            "seed": str(run.seed),
             tracking.OVERRIDES_TAG: " ".join(overrides or []),
             tracking.KEY_TAG: identity(config),
-            **provenance(config),
-            **{f"bench.{k}": str(settled["trainer"].get(k)) for k in SETTLED},
+            **provenance(run),
+            **{
+                f"bench.{k}": str({**settled.trainer, **settled.own["trainer"]}.get(k))
+                for k in SETTLED
+            },
         },
         parent_run_id=parent_run_id,
         resume_run_id=resume_from.run_id if resuming else None,
@@ -281,7 +271,7 @@ def train(
     elif keep_checkpoints:
         checkpoint = Path(output_dir) / CHECKPOINT_DIR / f"{recorder.run_id}.ckpt"
         recorder.set_tags({tracking.CHECKPOINT_TAG: str(checkpoint)})
-    label = label or config["run_name"]
+    label = label or run.run_name
     log.info(
         "%s: MLflow run %s in %s%s",
         label,
@@ -293,23 +283,22 @@ def train(
     try:
         if not resuming:
             # ``schedule`` and ``seed`` as params too, so that MLflow's UI can group by them.
-            recorder.log_params({"schedule": tags_schedule(config)} | tracking.flatten(config))
-            recorder.log_text(yaml.safe_dump(dict(config), sort_keys=False), "config.yaml")
+            recorder.log_params({"schedule": run.schedule.arm} | tracking.flatten(config))
+            recorder.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
         datamodule, module = build(settled)
         recorder.log_params(data_params(datamodule))
-        knobs = {k: v for k, v in config["schedule"].items() if k != "name"}
         show_bar = trainer_kw.pop("enable_progress_bar", True)
-        divergence = lightning.DivergenceStop(config["trainer"].get("max_loss"))
+        divergence = lightning.DivergenceStop(run.own["trainer"].get("max_loss"))
         progress = lightning.progress_callbacks(label, show_bar)
         snapshots = lightning.Snapshots(
-            lambda T: schedules.snapshot_steps(config["schedule"]["name"], T, **knobs),
+            run.schedule.snapshot_steps,
             Path(output_dir or scratch) / ensemble.SNAPSHOT_DIR,
             recorder,
         )
         metrics_callback = lightning.MlflowRecorder(recorder, divergence)
         callbacks = [metrics_callback, snapshots, divergence, *progress]
         if checkpoint:
-            every = config["trainer"].get("checkpoint_seconds", 0)
+            every = run.own["trainer"].get("checkpoint_seconds", 0)
             saver = lightning.EpochCheckpoint(checkpoint, metrics_callback.flush, every)
             metrics_callback.flush_seconds = None  # written with each checkpoint instead
             callbacks += [lightning.RandomState(), saver]
@@ -367,14 +356,6 @@ def train(
         metrics.get("test_acc", float("nan")),
     )
     return metrics
-
-
-def split_own(node: Mapping[str, Any], own: tuple[str, ...]) -> tuple[dict, dict]:
-    """A config node split into what its ``_target_`` takes and bench's own keys."""
-    return (
-        {k: v for k, v in node.items() if k not in own},
-        {k: v for k, v in node.items() if k in own},
-    )
 
 
 def save_weights(net, recorder: tracking.RunRecorder, output_dir: str | Path | None) -> None:

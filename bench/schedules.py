@@ -462,15 +462,32 @@ def horizon_problems(
     return found
 
 
-def make(name: str, base: float, **kw) -> Callable[[int, int], float]:
-    """Bind a schedule's name, base LR and knobs: returns ``f(t, T) -> lr``."""
+def problems(name: object, knobs: dict[str, object], values: bool = True) -> list[str]:
+    """What is wrong with schedule ``name`` and its ``knobs`` (warmup included; with
+    ``values=False`` their names only), as ``'schedule.<field>: got X; allowed: Y'`` lines;
+    empty when all are right. The run's length is checked apart (``horizon_problems``)."""
     if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; allowed: {', '.join(SCHEDULES)}")
-    unknown = sorted(set(kw) - set(knobs(name)))
-    if unknown:
-        raise ValueError(
-            f"schedule {name!r} has no knob {', '.join(unknown)}; allowed: {', '.join(knobs(name))}"
-        )
+        return [f"schedule.name: got {name!r}; allowed: {', '.join(SCHEDULES)}"]
+    allowed = rules(name)
+    found = []
+    for knob, value in knobs.items():
+        if knob not in allowed:
+            found.append(
+                f"schedule.{knob}: not a knob of the {name!r} schedule; "
+                f"allowed: {', '.join(allowed)}"
+            )
+        elif values and not allowed[knob][0](value):
+            found.append(f"schedule.{knob}: got {value!r}; allowed: {allowed[knob][1]}")
+    return found
+
+
+def make(name: str, base: float, **kw) -> Callable[[int, int], float]:
+    """Bind a schedule's name, base LR and knobs (their names checked, ``problems``; their
+    values may be any the formula takes): returns ``f(t, T) -> lr``. A run's schedule comes
+    checked already (``bench.spec.Schedule``)."""
+    found = problems(name, kw, values=False)
+    if found:
+        raise ValueError("; ".join(found))
 
     def schedule(t: int, T: int) -> float:
         return lr_at(t, T, base, name, **kw)

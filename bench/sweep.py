@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from bench import config as bench_config
-from bench import launch, tracking
+from bench import launch, spec, tracking
 
 log = logging.getLogger("bench")
 
@@ -44,6 +44,9 @@ class Sweep:
     experiment: str
     parent_run_id: str
     n_runs: int
+    # Each checked run's T (``bench.spec.RunSpec.steps``) by its identity: a job builds its
+    # checked run from it instead of checking again.
+    steps: dict[str, int | None] = field(default_factory=dict)
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -109,13 +112,33 @@ def grid(config: DictConfig) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
+# The T of each run this process checked, by identity: a run started here (``bench-train``
+# without ``-m``, a sweep's jobs under the basic launcher) is not checked twice.
+_checked: dict[str, int | None] = {}
+
+
+def checked(config: dict[str, Any], sweep: Sweep | None) -> spec.RunSpec:
+    """The checked run of a job's ``config``: as this process checked it, or built from what
+    its sweep's check recorded (``Sweep.steps``); checked here only where neither did (a
+    sweeper that chooses its points as it goes)."""
+    from bench import run
+
+    key = run.identity(config)
+    if key in _checked:
+        return spec.of(config, _checked[key])
+    if sweep is not None and key in sweep.steps:
+        return spec.of(config, sweep.steps[key])
+    return bench_config.validate(config)
+
+
 def check_all(
     configs: list[tuple[str, DictConfig]], launch_dir: str, launcher: str | None = None
-) -> list[dict[str, Any]]:
+) -> list[spec.RunSpec]:
     """Resolve and validate every job config (paths taken relative to ``launch_dir``), also
     against the ``hydra/launcher`` option that starts them (``bench.launch``); abort listing
-    every problem. The data and weights are checked once the values are right."""
-    plains, found = [], {}
+    every problem. The data and weights are checked once the values are right. Returns the
+    checked runs."""
+    plains, found, steps = [], {}, []
     for label, cfg in configs:
         try:
             plain = bench_config.resolve_paths(run_config(cfg), launch_dir)
@@ -127,11 +150,13 @@ def check_all(
             plain, problems = None, [f"{e.full_key}: missing; set it with {e.full_key}=VALUE"]
         except Exception as e:  # an interpolation that cannot resolve, say
             plain, problems = None, [str(e).splitlines()[0]]
+        T = None
         if not problems and not found:
-            problems = bench_config.resource_problems(plain)
+            T, problems = bench_config.resources(plain)
         for problem in problems:
             found.setdefault(problem, label)
         plains.append(plain)
+        steps.append(T)
     for problem in launch.grid_problems(plains):
         found.setdefault(problem, "the grid")
     if found:
@@ -139,7 +164,11 @@ def check_all(
         abort(f"invalid configuration, nothing was run:\n{lines}")
     for warning in dict.fromkeys(w for plain in plains for w in bench_config.warnings(plain)):
         log.warning(warning)
-    return plains
+    from bench import run
+
+    runs = [spec.of(plain, T) for plain, T in zip(plains, steps, strict=True)]
+    _checked.update((run.identity(plain), T) for plain, T in zip(plains, steps, strict=True))
+    return runs
 
 
 # The sweep this process started (set when its jobs are about to start), so that an interrupt
@@ -267,7 +296,8 @@ class SweepCallback(Callback):
                 abort(f"cannot compose the run [{' '.join(job)}], nothing was run:\n{e}")
         launch_dir = config.hydra.runtime.cwd
         launcher = config.hydra.runtime.choices.get("hydra/launcher")
-        plains = check_all(composed, launch_dir, launcher)
+        runs = check_all(composed, launch_dir, launcher)
+        plains = [r.plain() for r in runs]
         uris = {tracking.resolve_uri(p["tracking"]["uri"], cwd=launch_dir) for p in plains}
         experiments = {p["tracking"]["experiment"] for p in plains}
         if len(uris) > 1 or len(experiments) > 1:
@@ -296,7 +326,10 @@ class SweepCallback(Callback):
             params={"command": command_line(), "n_runs": len(jobs), "sweep_dir": str(sweep_dir)},
             grid=jobs,
         )
-        sweep = Sweep(uri, experiment_id, experiment, parent, len(jobs))
+        from bench import run
+
+        steps = {run.identity(p): r.steps for p, r in zip(plains, runs, strict=True)}
+        sweep = Sweep(uri, experiment_id, experiment, parent, len(jobs), steps)
         sweep.save(sweep_dir)
         _active.append(sweep)
         if launcher == launch.SLURM:

@@ -93,8 +93,10 @@ def store(tmp_path, monkeypatch):
 
 def train_here(config: dict, output_dir: Path | None = None) -> dict:
     """One run in this process, into the store $MLFLOW_TRACKING_URI names."""
+    from bench import config as bench_config
     from bench import run, tracking
 
     uri = tracking.resolve_uri(os.environ.get("MLFLOW_TRACKING_URI"))
     experiment_id = tracking.ensure_experiment(uri, config["tracking"]["experiment"])
-    return run.train(config, tracking_uri=uri, experiment_id=experiment_id, output_dir=output_dir)
+    checked = bench_config.validate(config)
+    return run.train(checked, tracking_uri=uri, experiment_id=experiment_id, output_dir=output_dir)

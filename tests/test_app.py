@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from bench import config as bench_config
 from bench import schedules
 
 BIN = Path(sys.executable).parent
@@ -509,7 +510,7 @@ def test_a_killed_sweep_run_again_resumes_where_it_stopped(tmp_path):
     config = compose_run("schedule=cosine", "trainer.max_epochs=4")
     assert cosine.data.tags[tracking.KEY_TAG] == resume.identity(config)
     run.train(
-        config,
+        bench_config.validate(config),
         tracking_uri=reference_uri,
         experiment_id=tracking.ensure_experiment(reference_uri, "digits"),
     )

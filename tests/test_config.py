@@ -9,10 +9,9 @@ from conftest import CIFAR_CLASSES, compose_run
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bench import schedules
+from bench import schedules, spec
 from bench.cli import CONFIG_DIR
 from bench.config import (
-    OWN_TRAINER_KEYS,
     ConfigError,
     argument_problems,
     known_keys,
@@ -385,7 +384,7 @@ def test_more_gpus_than_the_machine_has(monkeypatch):
 
 def test_new_keys_of_the_config_have_rules():
     assert app_problems("rerun=true", "trainer.max_loss=null") == []
-    assert "max_loss" in OWN_TRAINER_KEYS  # bench's own: not passed to Lightning's Trainer
+    assert "max_loss" in spec.OWN_KEYS["trainer"]  # bench's own: not passed to Lightning's Trainer
     assert app_problems("trainer.max_loss=10") == []
 
 

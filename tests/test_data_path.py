@@ -11,6 +11,7 @@ from scipy import stats
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 from bench import lightning
+from bench.config import validate
 from bench.data import CIFAR10DataModule, DigitsDataModule, augment
 from bench.data.batches import DeviceBatches
 from bench.run import device_settings
@@ -238,7 +239,7 @@ def test_checkpoints_are_written_at_most_once_per_interval_and_at_the_last_epoch
 
     from bench import run
 
-    datamodule, module = run.build(compose_run("trainer.max_epochs=3"))
+    datamodule, module = run.build(validate(compose_run("trainer.max_epochs=3")))
     events = []
     path = tmp_path / "checkpoints" / "run.ckpt"
     saver = lightning.EpochCheckpoint(path, lambda: events.append("flush"), seconds)

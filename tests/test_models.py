@@ -8,7 +8,7 @@ import torchvision
 from conftest import compose_run
 from torch.nn import functional as F
 
-from bench import lightning, models, schedules
+from bench import lightning, models, schedules, spec
 from bench.config import validate
 from bench.data import DigitsDataModule
 from bench.models import WeightsError
@@ -150,7 +150,7 @@ def test_a_torchvision_builder_by_target_gets_a_head_for_the_datas_classes(cifar
         "data.val_size=9",
         "data.classes=[cat,dog,ship]",
     )
-    _, module = run.build(config)
+    _, module = run.build(spec.of(config))
     assert tuple(module.net.fc.weight.shape) == (3, 512)
     with pytest.raises(ConfigError, match=r"expected input\[2, 1, 8, 8\] to have 3 channels"):
         validate(compose_run(*torchvision_model))

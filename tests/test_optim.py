@@ -11,7 +11,7 @@ import torch
 from conftest import compose_run, train_here
 from torch.nn import functional as F
 
-from bench import ensemble, lightning, models, optim, schedules
+from bench import ensemble, lightning, models, optim, schedules, spec
 from bench.data.digits import DigitsDataModule
 
 
@@ -237,7 +237,7 @@ def test_schedule_free_sgd_runs_on_its_own_lr_scale_under_a_study_lr():
     plain = compose_run("experiment=cifar10_cpu", "schedule=constant")
     assert "lr_scale" not in plain["optimizer"]
     digits = {"data": compose_run()["data"]}  # build on the small embedded data
-    _, module = run.build(free | digits | {"model": compose_run()["model"]})
+    _, module = run.build(spec.of(free | digits | {"model": compose_run()["model"]}))
     optimizer = module.optimizer_factory(params=module.net.parameters())
     assert optimizer.defaults["lr"] == pytest.approx(1.0)
     assert module.schedule(0, 10) == pytest.approx(1.0)

@@ -76,7 +76,7 @@ def test_the_readme_runs_a_torchvision_model_by_name_on_an_image_folder(tmp_path
 
 
 def test_the_readme_runs_a_users_datamodule_and_module_from_a_file_of_their_own(tmp_path):
-    [code] = blocks("python")
+    code = blocks("python")[0]  # the file; the second block shows one decorator
     (tmp_path / "wine.py").write_text(code)
     [_, command] = blocks("bash")
     done = shell(command, tmp_path)
@@ -93,7 +93,7 @@ def test_the_readme_runs_a_users_datamodule_and_module_from_a_file_of_their_own(
 def test_every_feature_works_with_a_users_components(tmp_path):
     """Schedule-free SGD (BatchNorm recalibration on a module without augmented=), two-stage
     fine-tuning with the head found as the last Linear, snapshot ensembles, label smoothing."""
-    [code] = blocks("python")
+    code = blocks("python")[0]  # the file; the second block shows one decorator
     (tmp_path / "wine.py").write_text(code)
     own = "data=custom data._target_=wine.WineData model=custom model._target_=wine.MLP"
     done = shell(
@@ -117,6 +117,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 import pytorch_lightning as pl
+from bench.rules import COUNT, checked
 
 
 class Blobs(pl.LightningDataModule):
@@ -156,6 +157,11 @@ def five_outputs(num_classes):
 
 def wrong_inputs(num_classes):
     return nn.Linear(7, num_classes)
+
+
+@checked(hidden=COUNT)
+def wide(num_classes, hidden=8):
+    return nn.Sequential(nn.Linear(5, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 """
 
 
@@ -205,6 +211,12 @@ def own(data: str = "Blobs", model: str = "mlp", *more: str) -> dict:
         ),
         (
             "Blobs",
+            "wide",
+            ("+model.hidden=0",),
+            "model.hidden: got 0; allowed: an integer >= 1",
+        ),
+        (
+            "Blobs",
             "mlp",
             ("finetune.freeze_epochs=1", "finetune.head=classifier"),
             "finetune.head: got 'classifier', but the model has no module of that name",
@@ -224,8 +236,7 @@ def test_the_users_components_pass_the_check_and_the_head_is_the_last_linear(use
     from bench import models, run
 
     config = own("Blobs", "mlp", "finetune.freeze_epochs=1")
-    validate(config)
-    _, module = run.build(config)
+    _, module = run.build(validate(config))
     assert models.head_of(module.net) == "2"
     assert module.head() is module.net[2]
     head = {id(p) for p in module.net[2].parameters()}
@@ -268,7 +279,6 @@ def test_a_timm_model_by_name_gets_the_datas_channels_and_classes():
     from bench import run
 
     config = compose_run("model=timm", "model.name=resnet10t", "data.batch_size=32")
-    validate(config)
-    _, module = run.build(config)
+    _, module = run.build(validate(config))
     out = module.net(torch.zeros(2, 1, 8, 8))  # digits: one channel, ten classes
     assert tuple(out.shape) == (2, 10)

@@ -95,14 +95,14 @@ def inspect_data(node_json: str):
     import torch
     from hydra.utils import get_object, instantiate
 
-    from bench.config import plain
+    from bench.spec import arguments
 
     node = json.loads(node_json)
     target = node["_target_"]
     cls = get_object(target)
     described = getattr(cls, "shape", None)
     if callable(described):
-        shape = Shape(*described(**plain(node)))
+        shape = Shape(*described(**arguments(node)))
         example = None
         if isinstance(shape.in_channels, int) and isinstance(shape.image_size, int):
             example = torch.zeros(2, shape.in_channels, shape.image_size, shape.image_size)

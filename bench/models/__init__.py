@@ -31,6 +31,7 @@ from bench.models import weights as weights_io
 from bench.models.resnet import STEMS, ResNet
 from bench.models.small_cnn import SmallCNN
 from bench.models.weights import WeightsError
+from bench.rules import COUNT, NAME, checked, one_of
 
 __all__ = [
     "STEMS",
@@ -83,12 +84,20 @@ def with_weights(net: nn.Module, weights: str) -> nn.Module:
     return weights_io.load(net, weights_io.read(weights), source=str(weights), head=head)
 
 
+BLOCKS = (
+    lambda x: isinstance(x, list | tuple) and len(x) >= 1 and all(COUNT[0](b) for b in x),
+    "a list of integers >= 1, blocks per stage, e.g. [2, 2, 2, 2]",
+)
+
+
+@checked(width=COUNT, weights=NAME)
 def small_cnn(
     num_classes: int, in_channels: int, image_size: int, width: int = 16, weights: str = "none"
 ) -> SmallCNN:
     return with_weights(SmallCNN(num_classes, in_channels, image_size, width), weights)
 
 
+@checked(stem=one_of(*STEMS), width=COUNT, blocks=BLOCKS, weights=NAME)
 def resnet(
     num_classes: int,
     in_channels: int = 3,
@@ -110,6 +119,7 @@ def resnet(
     return weights_io.load(net, weights_io.imagenet_resnet18(), source="imagenet (ResNet-18)")
 
 
+@checked(name=NAME, weights=NAME)
 def torchvision_model(name: str, num_classes: int, weights: str = "none", **kwargs) -> nn.Module:
     """torchvision's classification model ``name`` (``torchvision.models.list_models``), with
     ``num_classes`` outputs; ``weights=imagenet`` starts from its default pretrained weights
@@ -132,6 +142,7 @@ def torchvision_model(name: str, num_classes: int, weights: str = "none", **kwar
     return with_weights(net, weights)
 
 
+@checked(name=NAME, weights=NAME)
 def timm_model(
     name: str, num_classes: int, in_channels: int = 3, weights: str = "none", **kwargs
 ) -> nn.Module:
@@ -177,7 +188,7 @@ def names(library: str) -> list[str]:
 def name_problems(model: dict) -> list[str]:
     """``model.name`` against the models its library has, with the nearest names; and timm
     missing, where a config names it."""
-    from bench.config import did_you_mean
+    from bench.rules import did_you_mean
 
     library = BY_NAME.get(model.get("_target_"))
     if library is None:

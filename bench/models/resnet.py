@@ -16,7 +16,9 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 
-from bench.config import STEMS
+# The first layers: imagenet's 7x7 stride-2 convolution and max-pool, or one 3x3 stride-1
+# convolution for 32x32 images.
+STEMS = ("imagenet", "cifar")
 
 
 class ResNet(nn.Module):
