@@ -12,6 +12,7 @@ while saving, never to the global rcParams.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -177,9 +178,10 @@ def val_acc_curves(
     epochs: pd.DataFrame, schedules: Sequence[str], baseline: str | None = None
 ) -> Figure:
     """Validation accuracy per epoch, one panel per schedule: each seed as a faint line (up to
-    ``MAX_SEED_LINES`` of them, the lowest seeds), the
-    mean over seeds with its 95% t interval as a band, and the baseline's mean as a grey dashed
-    reference in the other panels.
+    ``MAX_SEED_LINES`` of them, the lowest seeds), the mean over seeds with its 95% t interval
+    as a band, and the baseline's mean as a grey dashed reference in the other panels; the y
+    range holds all of it, first epoch included. What differs between schedules is
+    ``val_acc_differences``' to show.
 
     ``epochs``: columns run_id, schedule, seed, epoch, val_acc (fraction).
     """
@@ -257,16 +259,17 @@ def val_acc_differences(diffs: pd.DataFrame, schedules: Sequence[str], baseline:
 
 
 def _zoom(curves: dict[str, pd.DataFrame], data: pd.DataFrame) -> tuple[float, float]:
-    """A y range for accuracy curves: from a little below the lowest mean over the last two
-    thirds of the epochs to just above the highest value, within [0, 100]."""
-    late = [
-        c[c["epoch"] >= c["epoch"].min() + (c["epoch"].max() - c["epoch"].min()) / 3]
-        for c in curves.values()
-    ]
-    low = min(float(c["mean"].min()) for c in late)
-    high = float(data["val_acc"].max())
-    pad = max(1.0, 0.08 * (high - low))
-    return max(0.0, low - pad), min(100.0, high + pad / 2)
+    """A y range for accuracy curves that holds everything drawn: every seed's line, every mean
+    and every band, from the first epoch to the last, with a little room, within [0, 100]."""
+    drawn = [data["val_acc"].to_numpy(dtype=float)]
+    drawn += [c[k].to_numpy(dtype=float) for c in curves.values() for k in ("ci_low", "ci_high")]
+    values = np.concatenate(drawn)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return 0.0, 100.0
+    low, high = float(values.min()), float(values.max())
+    pad = max(0.5, 0.04 * (high - low))
+    return max(0.0, low - pad), min(100.0, high + pad)
 
 
 def lr_traces(lr: pd.DataFrame, schedules: Sequence[str]) -> Figure:
@@ -423,42 +426,64 @@ def _p_text(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-# Stability measures: column, panel title, factor (fractions -> points).
+# Stability measures: per-run column, panel title, factor (fractions -> points).
 STABILITY_MEASURES: tuple[tuple[str, str, float], ...] = (
-    ("best_minus_final_mean", "best − final (pt)", 100.0),
-    ("late_regressions_mean", "late regressions\nper run", 1.0),
-    ("oscillation_mean", "oscillation,\nlast quarter (pt)", 100.0),
-    ("epochs_to_target_mean", "epochs to target", 1.0),
+    ("best_minus_final", "best − final (pt)", 100.0),
+    ("late_regressions", "late regressions\nper run", 1.0),
+    ("oscillation", "oscillation,\nlast quarter (pt)", 100.0),
+    ("epochs_to_target", "epochs to target", 1.0),
 )
 
 
-def stability_bars(stab: pd.DataFrame, schedules: Sequence[str]) -> Figure:
-    """One small bar panel per stability measure, a bar per schedule in its colour (schedules
-    top to bottom). A measure missing or all NaN has no panel; a NaN value is marked "n/a"
-    ("never reached" for the epochs to target).
+def stability(runs: pd.DataFrame, schedules: Sequence[str]) -> Figure:
+    """One panel per stability measure: per schedule (top to bottom, in its colour) the mean
+    over runs as a dot and its 95% t interval as a bar (``bench.analysis.stats.mean_ci``), so
+    that a zero (a dot on 0) differs from a missing value ("n/a"). "epochs to target" names the
+    target in its title, counts only the runs that reached it and says how many did ("k/n";
+    "never reached" where none did). A measure missing or all NaN has no panel.
 
-    ``stab``: columns schedule and any of ``STABILITY_MEASURES``' columns (means over seeds).
+    ``runs``: ``bench.analysis.stability_runs`` (one row per run, one setting).
     """
-    table = stab.set_index("schedule").reindex(list(schedules))
-    measures = [m for m in STABILITY_MEASURES if m[0] in table and table[m[0]].notna().any()]
+    schedules = list(schedules)
+    present = [m for m in STABILITY_MEASURES if m[0] in runs and runs[m[0]].notna().any()]
     with _style():
-        height = 0.24 * max(1, len(schedules)) + 0.75
+        height = 0.24 * max(1, len(schedules)) + 0.85
         fig = Figure(figsize=(WIDTH, height), layout="constrained")
-        if not measures:
+        if not present:
             fig.text(0.5, 0.5, "no stability measures to show", ha="center", va="center")
             return fig
-        axes = fig.subplots(1, len(measures), sharey=True, squeeze=False)[0]
-        for ax, (column, title, factor) in zip(axes, measures, strict=True):
-            values = table[column].astype(float) * factor
-            y = np.arange(len(schedules))
-            ax.barh(y, values.fillna(0), color=[colour(s) for s in schedules], height=0.7)
-            for i in np.flatnonzero(values.isna()):
-                missing = " never reached" if column == "epochs_to_target_mean" else " n/a"
-                ax.text(0, i, missing, va="center", ha="left", fontsize=7, color=".4")
+        axes = fig.subplots(1, len(present), sharey=True, squeeze=False)[0]
+        for ax, (column, title, factor) in zip(axes, present, strict=True):
+            ax.axvline(0, color=REFERENCE, lw=0.8, zorder=1)
+            for i, s in enumerate(schedules):
+                values = runs.loc[runs["schedule"] == s, column].astype(float) * factor
+                ci = mean_ci(values.to_numpy(), bounds=(0.0, math.inf))
+                n, reached = int((runs["schedule"] == s).sum()), int(values.notna().sum())
+                if reached == 0:
+                    missing = "never reached" if column == "epochs_to_target" else "n/a"
+                    ax.text(0, i, f" {missing}", va="center", ha="left", fontsize=7, color=".4")
+                    continue
+                if np.isfinite(ci.low):
+                    ax.plot([ci.low, ci.high], [i, i], color=colour(s), lw=2.2, alpha=0.45)
+                ax.plot(ci.mean, i, "o", color=colour(s), ms=4.5, zorder=3, clip_on=False)
+                if column == "epochs_to_target" and reached < n:
+                    right = ci.high if np.isfinite(ci.high) else ci.mean
+                    ax.annotate(
+                        f"{reached}/{n}",
+                        (right, i),
+                        xytext=(3, 0),
+                        textcoords="offset points",
+                        va="center",
+                        fontsize=6.5,
+                        color=".35",
+                    )
+            if column == "epochs_to_target" and "target" in runs:
+                title = f"epochs to val acc\n≥ {runs['target'].max() * 100:.1f}%"
             ax.set_title(title, pad=3)
             ax.grid(axis="y", visible=False)
-            ax.set_xlim(left=min(0.0, float(values.min()) * 1.1))
-        _category_axis(axes[0], list(schedules), axis="y")
+            ax.set_xlim(left=0)
+            ax.margins(x=0.12)
+        _category_axis(axes[0], schedules, axis="y")
     return fig
 
 

@@ -506,7 +506,7 @@ FIGURES = (
     ("val_acc_differences", "Validation accuracy minus the baseline's per epoch, paired by seed"),
     ("final_acc_per_seed", "Final accuracy per seed, with the mean and its 95% CI"),
     ("forest", "Paired differences from the baseline (95% CI)"),
-    ("stability", "Stability measures per schedule"),
+    ("stability", "Stability measures per schedule (mean and 95% CI over runs)"),
     ("lr_traces", "Learning rate per optimizer step (one run per schedule)"),
 )
 
@@ -774,8 +774,8 @@ def _write_figures(uri: str | None, a: Analysed, options: Options, folder: Path)
             f"forest{suffix}",
             formats,
         )
-        stab = a.stability[a.stability["setting"] == setting]
-        plots.save(plots.stability_bars(stab, order), folder, f"stability{suffix}", formats)
+        stab = analysis.stability_runs(per_run, epochs)
+        plots.save(plots.stability(stab, order), folder, f"stability{suffix}", formats)
         first = (
             per_run.sort_values(["seed", "run_id"])
             .groupby("schedule", sort=False)["run_id"]

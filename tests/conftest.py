@@ -83,11 +83,13 @@ def cifar_archive(tmp_path) -> Path:
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    """A fresh SQLite MLflow store, named by $MLFLOW_TRACKING_URI."""
+    """A fresh SQLite MLflow store, named by $MLFLOW_TRACKING_URI, in the test's own folder,
+    which the test runs in (MLflow puts a SQLite store's artifacts in ./mlruns)."""
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
     return MlflowClient(uri)
 
 

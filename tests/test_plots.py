@@ -84,15 +84,27 @@ def diffs() -> pd.DataFrame:
 
 @pytest.fixture
 def stab() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "schedule": SCHEDS,
-            "best_minus_final_mean": [0.01, 0.002, 0.004],
-            "late_regressions_mean": [2.0, 0.0, 1.0],
-            "oscillation_mean": [0.006, 0.001, 0.002],
-            "epochs_to_target_mean": [np.nan, 3.0, 4.0],
-        }
-    )
+    """Per run (``bench.analysis.stability_runs``): 3 schedules x 3 seeds; constant never
+    reaches the target, cosine has no late regression at all, step reaches it in 2 of 3."""
+    rows = []
+    for s, best_minus_final, regressions, to_target in (
+        ("constant", [0.008, 0.010, 0.012], [1, 2, 3], [np.nan] * 3),
+        ("cosine", [0.001, 0.002, 0.003], [0, 0, 0], [3, 3, 4]),
+        ("step", [0.003, 0.004, 0.005], [1, 1, 1], [4, 5, np.nan]),
+    ):
+        for seed in range(3):
+            rows.append(
+                {
+                    "schedule": s,
+                    "seed": seed,
+                    "best_minus_final": best_minus_final[seed],
+                    "late_regressions": regressions[seed],
+                    "oscillation": 0.001 * (seed + 1),
+                    "epochs_to_target": to_target[seed],
+                    "target": 0.8514,
+                }
+            )
+    return pd.DataFrame(rows)
 
 
 @pytest.fixture
@@ -117,7 +129,7 @@ def figures(epochs, per_run, summary, lr, diffs, stab, sensitivity):
         "lr_traces": lambda: plots.lr_traces(lr, SCHEDS),
         "final_acc_per_seed": lambda: plots.final_acc_per_seed(per_run, SCHEDS, summary=summary),
         "forest": lambda: plots.forest(diffs, "constant", "final val acc", band=(-0.005, 0.005)),
-        "stability_bars": lambda: plots.stability_bars(stab, SCHEDS),
+        "stability": lambda: plots.stability(stab, SCHEDS),
         "lr_sensitivity": lambda: plots.lr_sensitivity(sensitivity, SCHEDS),
     }
 
@@ -175,6 +187,22 @@ def test_val_acc_curves_band_is_a_t_interval_and_y_is_in_points(epochs):
     band = ax.collections[1].get_paths()[0].vertices
     assert band[:, 1].max() == pytest.approx(high)
     assert ax.get_ylim()[1] <= 100
+
+
+def test_val_acc_curves_keep_every_epoch_and_band_inside_the_axes(epochs):
+    # a first epoch far below the rest, and one seed far above: both stay in view
+    wide = epochs.copy()
+    wide.loc[wide["epoch"] == 1, "val_acc"] = 0.10
+    wide.loc[(wide["seed"] == 0) & (wide["epoch"] == 5), "val_acc"] = 0.999
+    fig = plots.val_acc_curves(wide, SCHEDS, baseline="constant")
+    for ax in fig.get_axes():
+        low, high = ax.get_ylim()
+        for artist in [*ax.collections, *ax.get_lines()]:
+            paths = artist.get_paths() if hasattr(artist, "get_paths") else []
+            ys = [p.vertices[:, 1] for p in paths] or [np.asarray(artist.get_ydata())]
+            for y in ys:
+                assert low <= np.nanmin(y) and np.nanmax(y) <= high
+        assert low <= 10 and high <= 100
 
 
 def test_val_acc_curves_draw_at_most_max_seed_lines_per_panel(epochs):
@@ -245,22 +273,40 @@ def test_forest_leaves_out_the_baseline_and_needs_no_p_values(diffs):
     assert len(ax.texts) == 0
 
 
-def test_stability_bars_coloured_by_schedule_and_scaled(figures):
-    fig = figures["stability_bars"]()
+def test_stability_shows_each_mean_with_its_interval_and_names_the_target(figures, stab):
+    fig = figures["stability"]()
     axes = fig.get_axes()
-    assert [ax.get_title() for ax in axes] == [m[1] for m in plots.STABILITY_MEASURES]
-    for ax in axes:
-        assert [hexes(p.get_facecolor()).pop() for p in ax.patches] == [want(s) for s in SCHEDS]
-    assert [p.get_width() for p in axes[0].patches] == pytest.approx([1.0, 0.2, 0.4])
-    assert [t.get_text().strip() for t in axes[3].texts] == ["never reached"]  # constant
+    titles = [ax.get_title() for ax in axes]
+    assert titles[:3] == [m[1] for m in plots.STABILITY_MEASURES[:3]]
+    assert titles[3] == "epochs to val acc\n≥ 85.1%"  # the target, in the figure
+    first = axes[0]  # best − final, in points: a dot at the mean, a bar for its 95% t interval
+    dots = [line for line in first.get_lines() if line.get_marker() == "o"]
+    assert [to_hex(d.get_color()) for d in dots] == [want(s) for s in SCHEDS]
+    assert [d.get_xdata()[0] for d in dots] == pytest.approx([1.0, 0.2, 0.4])
+    bars = [
+        line
+        for line in first.get_lines()
+        if line.get_marker() != "o"
+        and len(line.get_xdata()) == 2
+        and line.get_ydata()[0] == line.get_ydata()[1]
+    ]
+    half = 4.302653 * 0.2 / np.sqrt(3)  # t(0.975, 2) x sd 0.2 points / sqrt(3)
+    assert list(bars[0].get_xdata()) == pytest.approx([1.0 - half, 1.0 + half])
+    # a zero is a dot on 0 (cosine's late regressions), not an empty place
+    regressions = [line for line in axes[1].get_lines() if line.get_marker() == "o"]
+    assert regressions[1].get_xdata()[0] == 0
+    # epochs to target: constant never reached it; step did in 2 of its 3 runs
+    texts = [t.get_text().strip() for t in axes[3].texts]
+    assert texts == ["never reached", "2/3"]
 
 
-def test_stability_bars_skip_measures_that_are_all_nan_or_missing(stab):
-    fig = plots.stability_bars(
-        stab.assign(oscillation_mean=np.nan).drop(columns="late_regressions_mean"), SCHEDS
-    )
-    assert [ax.get_title() for ax in fig.get_axes()] == ["best − final (pt)", "epochs to target"]
-    empty = plots.stability_bars(stab[["schedule"]], SCHEDS)
+def test_stability_skips_measures_that_are_all_nan_or_missing(stab):
+    fig = plots.stability(stab.assign(oscillation=np.nan).drop(columns="late_regressions"), SCHEDS)
+    assert [ax.get_title() for ax in fig.get_axes()] == [
+        "best − final (pt)",
+        "epochs to val acc\n≥ 85.1%",
+    ]
+    empty = plots.stability(stab[["schedule"]], SCHEDS)
     assert empty.get_axes() == []
 
 

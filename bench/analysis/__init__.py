@@ -23,6 +23,7 @@ from bench.analysis.tables import (
     lr_sensitivity,
     order,
     rank_summary,
+    stability_runs,
     stability_table,
 )
 
@@ -43,6 +44,7 @@ __all__ = [
     "pooling_warnings",
     "rank_summary",
     "setting_labels",
+    "stability_runs",
     "stability_table",
     "stats",
     "tables",

@@ -199,6 +199,33 @@ def headline(accuracy: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFrame:
     return accuracy[accuracy["metric"] == metric].reset_index(drop=True)
 
 
+def stability_runs(
+    per_run: pd.DataFrame, epochs: pd.DataFrame, target_fraction: float = TARGET_FRACTION
+) -> pd.DataFrame:
+    """``per_run`` with each run's target and when it got there: ``target`` is
+    ``target_fraction`` of the best schedule's mean final val acc in the run's setting;
+    ``epochs_to_target`` and ``seconds_to_target`` the run's first validation at or above it
+    (NaN: never). ``epochs`` (``run_id, epoch, val_acc``, optionally ``time_s``) gives the
+    curves."""
+    if per_run.empty:
+        return per_run.assign(target=[], epochs_to_target=[], seconds_to_target=[])
+    best = per_run.groupby(["setting", "schedule"])["final_val_acc"].mean().groupby("setting")
+    target = per_run["setting"].map(target_fraction * best.max())
+    curves = epochs.merge(pd.DataFrame({"run_id": per_run["run_id"], "target": target}))
+    hits = (
+        curves[curves["val_acc"] >= curves["target"]]
+        .sort_values(["run_id", "epoch"])
+        .groupby("run_id")
+        .first()
+    )
+    seconds = hits["time_s"] if "time_s" in hits else pd.Series(math.nan, index=hits.index)
+    return per_run.assign(
+        target=target,
+        epochs_to_target=per_run["run_id"].map(hits["epoch"]).astype(float),
+        seconds_to_target=per_run["run_id"].map(seconds).astype(float),
+    )
+
+
 def stability_table(
     per_run: pd.DataFrame,
     epochs: pd.DataFrame,
@@ -209,29 +236,20 @@ def stability_table(
 ) -> pd.DataFrame:
     """Per setting and schedule (``STABILITY_COLUMNS``). The target is ``target_fraction`` of the
     best schedule's mean final val acc in the setting; ``n_reached`` runs reached it, and the
-    epochs and seconds to reach it are averaged over those. ``epochs`` (``run_id, epoch,
-    val_acc``, optionally ``time_s``) gives the curves; ``runs`` counts failures."""
+    epochs and seconds to reach it are averaged over those (``stability_runs``). ``epochs``
+    (``run_id, epoch, val_acc``, optionally ``time_s``) gives the curves; ``runs`` counts
+    failures."""
     rows = []
-    for setting, group in _settings(per_run):
-        target = target_fraction * group.groupby("schedule")["final_val_acc"].mean().max()
+    for setting, group in _settings(stability_runs(per_run, epochs, target_fraction)):
         failed = _unfinished(runs, setting, only="FAILED")
         schedules = order(
             {*group["schedule"], *_unfinished(runs, setting).index}, preferred, baseline
         )
-        mine_epochs = epochs[epochs["run_id"].isin(group["run_id"])]
-        # Each run's first validation at or above the target (runs that never get there: none).
-        hits = (
-            mine_epochs[mine_epochs["val_acc"] >= target]
-            .sort_values(["run_id", "epoch"])
-            .groupby("run_id")
-            .first()
-        )
         for schedule in schedules:
             mine = group[group["schedule"] == schedule]
             final = mine["final_val_acc"].to_numpy(dtype=float)
-            reached = hits[hits.index.isin(mine["run_id"])]
-            reached_epochs = reached["epoch"].tolist()
-            reached_seconds = reached["time_s"].tolist() if "time_s" in reached else []
+            reached = mine["epochs_to_target"].dropna()
+            seconds = mine.loc[reached.index, "seconds_to_target"]
             rows.append(
                 {
                     "setting": setting,
@@ -247,13 +265,11 @@ def stability_table(
                     "late_regressions_mean": mine["late_regressions"].mean(),
                     "oscillation_mean": mine["oscillation"].mean(),
                     "epochs_to_peak_mean": mine["epochs_to_peak"].mean(),
-                    "target": target,
-                    "n_reached": len(reached_epochs),
-                    "epochs_to_target_mean": np.mean(reached_epochs)
-                    if reached_epochs
-                    else math.nan,
-                    "seconds_to_target_mean": np.nanmean(reached_seconds)
-                    if reached_seconds and np.isfinite(reached_seconds).any()
+                    "target": group["target"].iloc[0],
+                    "n_reached": len(reached),
+                    "epochs_to_target_mean": reached.mean() if len(reached) else math.nan,
+                    "seconds_to_target_mean": np.nanmean(seconds)
+                    if np.isfinite(seconds).any()
                     else math.nan,
                 }
             )
