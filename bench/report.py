@@ -570,7 +570,7 @@ def _report_md(
         )
     sections += [
         "\n## Stability\n",
-        'Definitions in the project README ("The report"). The target is '
+        'Definitions in bench\'s `bench/analysis/README.md` ("Stability columns"). The target is '
         f"{analysis.tables.TARGET_FRACTION:.0%} of the best schedule's mean final val acc; "
         "runs that never reach it count in 'reached target' only.\n",
         md["stability"],
@@ -609,7 +609,7 @@ def _report_md(
         "Each table is also here as CSV (machine-readable names; accuracies as fractions) and "
         "LaTeX (booktabs): "
         + ", ".join(f"`{t}.csv`/`.tex`" for t in tables)
-        + '. Column definitions are in the project README under "The report".\n',
+        + ". Column definitions are in bench's `bench/analysis/README.md`.\n",
     ]
     return "\n".join(sections)
 

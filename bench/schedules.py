@@ -19,7 +19,7 @@ Some shapes need a number of steps: ``horizon_problems`` says which knobs do not
 ``T`` steps (a restart cycle or a half-cycle shorter than a step, a milestone past the end, ...);
 the config check calls it with the run's ``T`` before any run starts.
 
-The formulas are repeated in the README; keep the two in step.
+The formulas are repeated in ``conf/README.md`` ("The schedules"); keep the two in step.
 """
 
 from __future__ import annotations

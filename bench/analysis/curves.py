@@ -2,7 +2,7 @@
 when it peaks and when it reaches a target. Pure functions of arrays, and ``per_run``, which
 turns the tidy frames of many runs into one row per run.
 
-Definitions (also in the README, "The report"):
+Definitions (also in ``bench/analysis/README.md``):
 
 - **final** val acc: after the last epoch; **best**: the highest over the epochs.
 - **late regressions**: validations in the second half of training (epoch > E/2, E the last
