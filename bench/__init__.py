@@ -53,8 +53,14 @@ bench/analysis/
     Holm, seeds needed), curves.py (what one run's curve says), pooling.py (settings, cells
     counted once), tables.py (accuracy, stability, ensemble, ranks, LR sensitivity), claims.py
     (the claims and their verdicts)
-bench/plots.py, bench/report.py
-    the figures (one fixed colour per schedule); bench-report, the report folder, report.md
+bench/plots.py
+    the figures, one function each (one fixed colour per schedule)
+bench/report/
+    bench-report, in the order the data flows: options.py (what a report compares),
+    analyse.py (runs -> frames, pure), views.py (frames -> tables for readers), document.py
+    (report.md, the table files, the parent run's description), figures.py, publish.py (the
+    one edge: runs read from MLflow once, the folder swapped in whole, the parent run
+    updated), cli.py (the command)
 bench/perf.py
     nox -s perf: bench against a bare PyTorch loop, MLflow's share, augmentation throughput, a
     sweep's overhead, the report over many runs
