@@ -35,9 +35,11 @@ bench/lightning.py
     resumable, progress display
 bench/resume.py
     a run's identity, and what a re-run does with the runs the store has (skip, resume, run)
-bench/tracking.py
-    everything that writes to or reads from MLflow: the store opened under a lock, writes
-    retried while it is locked, owners and stale runs
+bench/tracking/
+    everything that talks to MLflow, one job per module: tags.py (the names on the runs),
+    store.py (opening the store under a lock, writes retried while it is locked or a server
+    is away, no signal inside a store call), ownership.py (owners, stale runs, claims),
+    writing.py (parent runs, RunRecorder), reading.py (bulk reads into tidy frames)
 bench/cli.py
     the commands bench, bench-train and bench-lr-find, and the Hydra tasks
 bench/launch.py

@@ -165,7 +165,7 @@ class Classifier(pl.LightningModule):
         smoothing = self.label_smoothing if stage == "train" else 0.0
         loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
         if stage == "train":
-            # Kept on the device: MlflowRecorder reads the steps' losses back in batches, so
+            # Kept on the device: MetricsCallback reads the steps' losses back in batches, so
             # that a GPU never waits for the host to read one.
             self.step_loss = loss.detach()
         else:
@@ -275,7 +275,7 @@ class Snapshots(Callback):
             )
 
 
-class MlflowRecorder(Callback):
+class MetricsCallback(Callback):
     """Feeds a run's metrics to its ``RunRecorder``.
 
     Per optimizer step (step = 0-based optimizer step; buffered, written as below):
@@ -387,7 +387,7 @@ class MlflowRecorder(Callback):
 
 class DivergenceStop(Callback):
     """Whether training diverged: the first optimizer step whose loss is NaN, infinite or above
-    ``max_loss`` (None: only non-finite). ``MlflowRecorder`` shows it the losses it reads
+    ``max_loss`` (None: only non-finite). ``MetricsCallback`` shows it the losses it reads
     (``check``); ``step`` is that 0-based step, None if none. Kept in checkpoints: a resumed run
     that had diverged stays stopped."""
 
@@ -537,7 +537,7 @@ class RunProgressBar(TQDMProgressBar):
     def get_metrics(self, trainer, pl_module):
         # The last training loss read back from the device (no read of its own).
         metrics = super().get_metrics(trainer, pl_module)
-        recorders = [c for c in trainer.callbacks if isinstance(c, MlflowRecorder)]
+        recorders = [c for c in trainer.callbacks if isinstance(c, MetricsCallback)]
         if recorders and recorders[0].last_loss is not None:
             metrics["train_loss"] = f"{recorders[0].last_loss:.3f}"
         return metrics

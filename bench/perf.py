@@ -364,11 +364,12 @@ class CallTimer:
 
 
 def store_timer() -> CallTimer:
-    """The run's store calls: all of them go through ``tracking.retrying`` (the
+    """The run's store calls: all of them go through ``tracking.store.retry_call`` (the
     ``RunRecorder``'s writes, their retries and pauses on a locked store included), labelled
     by the MLflow call made."""
     return CallTimer(
-        [(tracking, "retrying")], name=lambda _, args: getattr(args[0], "__name__", "?")
+        [(tracking.store, "retry_call"), (tracking.writing, "retry_call")],
+        name=lambda _, args: getattr(args[0], "__name__", "?"),
     )
 
 
@@ -649,7 +650,7 @@ def stored_run(uri: str, config: Mapping[str, Any]) -> dict:
     mc = tracking.client(uri)
     found = mc.search_runs(
         [tracking.experiment_id(uri, experiment)],
-        filter_string=f"{tracking._equals('tags', tracking.KEY_TAG, key)} "
+        filter_string=f"{tracking.equals('tags', tracking.KEY_TAG, key)} "
         "and attributes.status = 'FINISHED'",
     )
     if not found:

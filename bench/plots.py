@@ -103,11 +103,6 @@ def colour(name: str) -> str:
     return SPARE_COLOURS[zlib.crc32(name.encode()) % len(SPARE_COLOURS)]
 
 
-def palette(schedules: Iterable[str]) -> dict[str, str]:
-    """Schedule -> colour (hex) for the given schedules, from ``COLOURS``."""
-    return {name: colour(name) for name in schedules}
-
-
 def save(
     fig: Figure, folder: Path | str, stem: str, formats: Sequence[str] = ("png", "svg")
 ) -> list[Path]:

@@ -40,8 +40,8 @@ FRACTION: Rule = (lambda x: number(x) and 0 <= x <= 1, "a number in [0, 1]")
 OPEN_FRACTION: Rule = (lambda x: number(x) and 0 < x < 1, "a number in (0, 1)")
 DECAY: Rule = (lambda x: number(x) and 0 < x <= 1, "a number in (0, 1]")
 AT_LEAST_ONE: Rule = (lambda x: number(x) and x >= 1, "a number >= 1")
-MOMENTUM: Rule = (lambda x: number(x) and 0 <= x < 1, "a number in [0, 1)")
-PROPER_FRACTION: Rule = MOMENTUM
+PROPER_FRACTION: Rule = (lambda x: number(x) and 0 <= x < 1, "a number in [0, 1)")
+MOMENTUM: Rule = PROPER_FRACTION  # a momentum is a proper fraction
 COUNT: Rule = (lambda x: integer(x) and x >= 1, "an integer >= 1")
 COUNT_OR_NULL: Rule = or_null(COUNT)
 NON_NEGATIVE_INT: Rule = (lambda x: integer(x) and x >= 0, "an integer >= 0")

@@ -295,7 +295,7 @@ def train(
             Path(output_dir or scratch) / ensemble.SNAPSHOT_DIR,
             recorder,
         )
-        metrics_callback = lightning.MlflowRecorder(recorder, divergence)
+        metrics_callback = lightning.MetricsCallback(recorder, divergence)
         callbacks = [metrics_callback, snapshots, divergence, *progress]
         if checkpoint:
             every = run.own["trainer"].get("checkpoint_seconds", 0)

@@ -176,7 +176,7 @@ def test_losses_read_back_in_batches_record_what_reading_every_step_records(stor
     ]
     for every in (1, 7):
         read_every = classmethod(lambda cls, device, n=every: n)
-        monkeypatch.setattr(lightning.MlflowRecorder, "sync_every", read_every)
+        monkeypatch.setattr(lightning.MetricsCallback, "sync_every", read_every)
         for overrides in runs:
             train(compose_run(*overrides, "rerun=true"))
     each_step, batched = histories(store)[:2], histories(store)[2:]

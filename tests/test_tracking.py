@@ -148,30 +148,33 @@ def _same(points, expected):
 @pytest.mark.parametrize("runs, page", [(500, 200_000), (2, 5), (1, 3)])
 def test_bulk_reading_gives_what_per_run_reading_gives(runs_store, monkeypatch, reader, runs, page):
     uri, _, _, ids = runs_store
-    monkeypatch.setattr(tracking, "BULK_RUNS", runs)
-    monkeypatch.setattr(tracking, "BULK_PAGE", page)  # a run has 4 epochs and 12 LR steps
+    monkeypatch.setattr(tracking.reading, "BULK_RUNS", runs)
+    monkeypatch.setattr(tracking.reading, "BULK_PAGE", page)  # a run has 4 epochs and 12 LR steps
     answers = []  # points per bulk query
 
     def spy(read):
         return lambda *args: answers.append(len(points := read(*args))) or points
 
     readers = {
-        "columns": lambda store: spy(functools.partial(tracking._read_columns, store)),
-        "bulk": lambda store: spy(functools.partial(tracking._read_bulk, store)),
+        "columns": lambda store: spy(functools.partial(tracking.reading._read_columns, store)),
+        "bulk": lambda store: spy(functools.partial(tracking.reading._read_bulk, store)),
         "per run": lambda store: None,
     }
-    monkeypatch.setattr(tracking, "_bulk_reader", readers[reader])
+    monkeypatch.setattr(tracking.reading, "_bulk_reader", readers[reader])
     run_ids = list(ids.values())
     for key in ("val_acc", "val_loss", "train_loss", "lr", "test_acc", "absent"):
-        _same(tracking._histories(tracking.client(uri), run_ids, key), _per_run(uri, run_ids, key))
+        _same(
+            tracking.reading._histories(tracking.client(uri), run_ids, key),
+            _per_run(uri, run_ids, key),
+        )
     if reader != "per run":
         assert (max(answers) > page) == (page < 100)  # small pages were cut short, and read again
 
 
 def test_a_sqlite_store_is_read_by_columns(runs_store):
     uri = runs_store[0]
-    read = tracking._bulk_reader(tracking.client(uri)._tracking_client.store)
-    assert read.func is tracking._read_columns
+    read = tracking.reading._bulk_reader(tracking.client(uri)._tracking_client.store)
+    assert read.func is tracking.reading._read_columns
 
 
 def test_load_runs_frames(runs_store):
