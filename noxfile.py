@@ -66,7 +66,7 @@ def server(session: nox.Session) -> None:
 @nox.session
 def perf(session: nox.Session) -> None:
     """What bench costs, one table per part and a summary against the targets:
-    `python -m bench.perf all` (the parts are described in bench/perf.py).
+    `python -m bench.perf all` (the parts are described in bench/perf/__init__.py).
 
     - a bench run against a bare PyTorch loop doing the same training (digits, and the CIFAR-10
       CPU study cut to 2 epochs), and MLflow's share of the run's wall time;

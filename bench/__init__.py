@@ -63,9 +63,10 @@ bench/report/
     (report.md, the table files, the parent run's description), figures.py, publish.py (the
     one edge: runs read from MLflow once, the folder swapped in whole, the parent run
     updated), cli.py (the command)
-bench/perf.py
-    nox -s perf: bench against a bare PyTorch loop, MLflow's share, augmentation throughput, a
-    sweep's overhead, the report over many runs
+bench/perf/
+    nox -s perf, one module per part: train.py (bench against a bare PyTorch loop, MLflow's
+    share), augment.py (augmentation throughput), sweep.py (a sweep's overhead, start-up),
+    synthetic.py and report.py (the report over many runs), timers.py, common.py, cli.py
 conf/
     the Hydra config groups; conf/hydra/launcher/ the launchers gpus, cpus and slurm
 """

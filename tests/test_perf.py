@@ -150,3 +150,24 @@ def test_accuracy_check_takes_bench_from_a_studys_store(tmp_path):
     )
     with pytest.raises(SystemExit, match="no finished run of cosine seed 1"):
         perf.check_accuracy([1], ["cosine"], 1, str(root), extra=extra, bench_store=uri)
+
+
+def test_synthetic_runs_are_shaped_like_bench_runs_and_report(tmp_path, monkeypatch):
+    """The report part's runs: a real config's params (so a report groups them as one
+    setting), each schedule's LR trace as bench.schedules draws it, then the whole report."""
+    from bench import schedules, tracking
+    from bench.perf import synthetic
+
+    monkeypatch.setattr(synthetic, "WORKERS", 1)
+    uri = f"sqlite:///{tmp_path / 'perf.db'}"
+    assert synthetic.build(uri, 5, 3) is not None
+    data = tracking.load_runs(uri, synthetic.experiment_name(5, 3))
+    assert sorted(data.runs["schedule"]) == sorted(synthetic.SCHEDULES)
+    params = data.runs["params"].iloc[0]
+    assert {"optimizer.lr", "schedule.name", "trainer.max_epochs", "model._target_"} <= set(params)
+    cosine = data.runs.loc[data.runs["schedule"] == "cosine", "run_id"].iloc[0]
+    lr = tracking.load_lr(uri, [cosine]).sort_values("step")
+    steps = synthetic.LR_STEPS_PER_EPOCH * 3
+    expected = [schedules.lr_at(t, steps, synthetic.BASE_LR, "cosine") for t in range(steps)]
+    assert lr["lr"].tolist() == pytest.approx(expected)
+    assert perf.time_reports([5], 3, str(tmp_path)).table["report s"].map(float).gt(0).all()
