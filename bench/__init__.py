@@ -12,6 +12,9 @@ bench/rules.py
 bench/config.py
     the checks before any run: config values, arguments, data and weights on disk, the run's
     length
+bench/devices.py
+    the machine a run lands on: accelerators, devices, Lightning's precision values, how many
+    processes train, and the trainer's auto values settled for the device
 bench/spec.py
     the checked run (RunSpec): frozen, cut into what the model, optimizer, schedule and Trainer
     take, made once by the checks
@@ -46,8 +49,8 @@ bench/launch.py
     several runs at once: how many jobs the gpus and cpus launchers start, which GPU each run
     trains on
 bench/sweep.py
-    a sweep's life: the checks of every grid point, the MLflow parent run, what the store
-    already has, an interrupt, the end
+    a sweep's life: the resolved config of each grid point (its paths made absolute) and its
+    checks, the MLflow parent run, what the store already has, an interrupt, the end
 bench/run.py
     one training run, on plain data: data, model, Lightning, MLflow record, weights
 bench/analysis/

@@ -26,7 +26,15 @@ from omegaconf import DictConfig, OmegaConf
 from bench import config as bench_config
 from bench import launch, resume, run, sequential, tracking  # launch: the launchers' resolvers
 from bench.rules import did_you_mean
-from bench.sweep import Sweep, abort, checked, first_point, interrupted, run_config
+from bench.sweep import (
+    Sweep,
+    abort,
+    checked,
+    first_point,
+    interrupted,
+    resolve_paths,
+    run_config,
+)
 
 log = logging.getLogger("bench")
 
@@ -39,7 +47,7 @@ def task(cfg: DictConfig) -> dict[str, float] | None:
     not raised."""
     hc = HydraConfig.get()
     launch_dir = Path(hc.runtime.cwd)  # where the command ran, even if the job changed folder
-    config = bench_config.resolve_paths(run_config(cfg), launch_dir)
+    config = resolve_paths(run_config(cfg), launch_dir)
     where = {"overrides": list(hc.overrides.task), "output_dir": hc.runtime.output_dir}
     sweep = Sweep.load(launch_dir / hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
     if sweep is None:
@@ -146,7 +154,7 @@ def lr_find_task(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     launch_dir = Path(hc.runtime.cwd)
-    config = bench_config.resolve_paths(run_config(cfg), launch_dir)
+    config = resolve_paths(run_config(cfg), launch_dir)
     uri = tracking.resolve_uri(config["tracking"]["uri"], cwd=launch_dir)
     experiment_id = tracking.ensure_experiment(uri, config["tracking"]["experiment"])
     found = lr_find.run(

@@ -8,9 +8,10 @@ Three layers, each a list of ``'field: got X; allowed: Y'`` lines:
 - ``argument_problems``: every key against the arguments of the class it builds, the values
   against the rules that class declares beside itself (``bench.rules.checked``: a model's
   ``stem`` or ``width``), and the accelerator, devices and precision against Lightning and this
-  machine (imports torch and Lightning);
-- ``resources``: the data and the starting weights on disk, fetched first where the config
-  allows a download (reads files, may download); then the run's length (``run_steps``): the
+  machine (``bench.devices``; imports torch and Lightning);
+- ``resources``: the data (``bench.data.contract``) and the starting weights on disk, fetched
+  first where the config allows a download (reads files, may download); then the run's length
+  (``run_steps``): the
   batch size against the training split, and the schedule's shape against the run's ``T``
   optimizer steps (``bench.schedules.horizon_problems``).
 
@@ -26,12 +27,11 @@ import functools
 import inspect
 import json
 import math
-import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench import schedules, spec
+from bench import devices, schedules, spec
 from bench.rules import (
     BOOLEAN,
     COUNT,
@@ -76,8 +76,6 @@ FOLDER_NAME: Rule = (
     "a non-empty name without '/' or '\\', not '.' or '..', at most 255 bytes (it names a "
     "report folder)",
 )
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-DEVICES = 'an integer >= 1, -1 (all), "auto", or a list of distinct device indices, e.g. [0, 1]'
 
 NORMALIZE = ("train", "imagenet")
 
@@ -122,7 +120,7 @@ OPTIONAL: dict[str, Rule] = {
     "data.test_fraction": OPEN_FRACTION,
     "data.split_seed": SEED,
     "trainer.accumulate_grad_batches": COUNT,
-    "trainer.accelerator": one_of(*ACCELERATORS),
+    "trainer.accelerator": one_of(*devices.ACCELERATORS),
     "trainer.channels_last": (
         lambda x: isinstance(x, bool) or x == "auto",
         "true, false or auto (true on a CUDA GPU)",
@@ -456,181 +454,13 @@ def argument_problems(cfg: Mapping[str, Any]) -> list[str]:
     trainer = cfg.get("trainer")
     if isinstance(trainer, Mapping):
         import pytorch_lightning as pl
-        import torch
 
         keys = [k for k in trainer if k not in spec.OWN_KEYS["trainer"]]
         found += _unknown_arguments(
             "trainer", keys, pl.Trainer.__init__, "pytorch_lightning.Trainer", skip=1
         )
-        accelerator = trainer.get("accelerator", "auto")
-        if accelerator not in ACCELERATORS:
-            pass  # a value no machine has: problems() names it
-        elif accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-            found.append(
-                f"trainer.accelerator: got {accelerator!r} but this machine has no CUDA GPU; "
-                "allowed here: auto, cpu"
-            )
-        elif accelerator == "mps" and not torch.backends.mps.is_available():
-            found.append(
-                "trainer.accelerator: got 'mps' but MPS is not available here; "
-                "allowed here: auto, cpu"
-            )
-        else:
-            found += _devices_problems(trainer.get("devices", "auto"), accelerator)
-        if "precision" in trainer:
-            found += _precision_problems(trainer["precision"])
+        found += devices.problems(trainer)
     return [p for p in found if p is not None]
-
-
-def _literals(hint: Any) -> list[Any]:
-    """The values a type hint made of ``Literal``s (in ``Union``s, ``Optional``s) allows."""
-    if typing.get_origin(hint) is typing.Literal:
-        return list(typing.get_args(hint))
-    return [v for arg in typing.get_args(hint) for v in _literals(arg)]
-
-
-@functools.cache
-def precisions() -> tuple[Any, ...]:
-    """The ``precision`` values that ``pytorch_lightning.Trainer`` accepts, read from its
-    signature's type (so they follow the installed Lightning)."""
-    import pytorch_lightning as pl
-
-    try:
-        hint = typing.get_type_hints(pl.Trainer.__init__)["precision"]
-    except Exception:  # an annotation that does not resolve: read it as written
-        hint = inspect.signature(pl.Trainer.__init__).parameters["precision"].annotation
-    return tuple(_literals(hint))
-
-
-def _precision_problems(value: Any) -> list[str]:
-    allowed = precisions()
-    if value is None or value == "auto" or not allowed:
-        return []
-    # (Lightning compares with ==, which lets 16.0 or True through to fail later.)
-    if any(type(value) is type(a) and value == a for a in allowed):
-        return []
-    shown = list(dict.fromkeys(str(a) for a in allowed))
-    return [
-        f"trainer.precision: got {value!r}; allowed: auto (bf16-mixed on a CUDA GPU, else "
-        f"32-true), {', '.join(shown)} (Lightning's precision values; 16 and bf16 stand for "
-        "16-mixed and bf16-mixed)"
-    ]
-
-
-def _device_list(devices: Any) -> list[int] | int | str | None:
-    """``devices`` as Lightning reads it: "auto", an int, or a list of indices (a string of
-    comma-separated indices too); None when it is none of these."""
-    if isinstance(devices, str) and devices.strip() != "auto":
-        parts = [p.strip() for p in devices.split(",") if p.strip()]
-        try:
-            numbers = [int(p) for p in parts]
-        except ValueError:
-            return None
-        return numbers if "," in devices else (numbers[0] if numbers else None)
-    if isinstance(devices, list | tuple):
-        return list(devices) if all(integer(d) for d in devices) else None
-    return devices if devices == "auto" or integer(devices) else None
-
-
-def _devices_problems(devices: Any, accelerator: str) -> list[str]:
-    """``trainer.devices`` against what Lightning takes and, on a GPU, this machine's GPUs."""
-    import torch
-
-    parsed = _device_list(devices)
-    if (
-        parsed is None
-        or integer(parsed)
-        and not (parsed >= 1 or parsed == -1)
-        or isinstance(parsed, list)
-        and (not parsed or min(parsed) < 0 or len(set(parsed)) < len(parsed))
-    ):
-        return [f"trainer.devices: got {devices!r}; allowed: {DEVICES}"]
-    if accelerator == "auto":
-        accelerator = "cuda" if torch.cuda.is_available() else "cpu"
-        if accelerator == "cpu" and torch.backends.mps.is_available():
-            accelerator = "mps"
-    if accelerator == "cpu":
-        if parsed != "auto" and not (integer(parsed) and parsed >= 1):
-            return [
-                f"trainer.devices: got {devices!r} on the CPU; allowed: an integer >= 1 "
-                '(processes) or "auto"'
-            ]
-        return []
-    count = torch.cuda.device_count() if accelerator in ("gpu", "cuda") else 1
-    name = "CUDA GPU" if accelerator in ("gpu", "cuda") else "MPS device"
-    asked = (
-        list(range(parsed))
-        if integer(parsed) and parsed >= 1
-        else (parsed if isinstance(parsed, list) else [])
-    )
-    if any(d >= count for d in asked):
-        return [
-            f"trainer.devices: got {devices!r} but this machine has {count} {name}"
-            f"{'s' * (count != 1)}; allowed here: an integer in [1, {count}], -1 (all), "
-            f'"auto", or a list of indices in [0, {count - 1}]'
-        ]
-    return []
-
-
-def world_size(trainer: Mapping[str, Any]) -> int | None:
-    """How many processes train (devices x nodes), as Lightning will resolve it on this
-    machine; None when the values are not ones it takes."""
-    import torch
-
-    devices = _device_list(trainer.get("devices", "auto"))
-    nodes = trainer.get("num_nodes", 1)
-    accelerator = trainer.get("accelerator", "auto")
-    gpu = accelerator in ("gpu", "cuda") or accelerator == "auto" and torch.cuda.is_available()
-    if devices is None or not COUNT[0](nodes):
-        return None
-    if isinstance(devices, list):
-        n = len(devices)
-    elif devices == "auto" or devices == -1:
-        n = torch.cuda.device_count() if gpu else 1
-    else:
-        n = devices
-    return n * nodes
-
-
-def resolve_paths(cfg: dict[str, Any], launch_dir: str | Path) -> dict[str, Any]:
-    """Make ``data.root`` and a ``model.weights`` file absolute against the folder the command
-    ran in (a run may work in a folder of its own). Changes ``cfg`` in place and returns it."""
-    base = Path(launch_dir)
-    data, model = cfg.get("data"), cfg.get("model")
-    if isinstance(data, dict) and isinstance(data.get("root"), str):
-        data["root"] = str((base / Path(data["root"]).expanduser()).resolve())
-    weights = model.get("weights") if isinstance(model, dict) else None
-    if isinstance(weights, str) and weights not in ("none", "imagenet"):
-        model["weights"] = str((base / Path(weights).expanduser()).resolve())
-    return cfg
-
-
-@functools.cache
-def _data_problems(data_json: str) -> tuple[str, ...]:
-    from hydra.utils import get_object, instantiate
-
-    data = json.loads(data_json)
-    cls = get_object(data["_target_"])
-    if data.get("download"):
-        try:
-            instantiate(data).prepare_data()
-        except Exception as e:
-            return (
-                f"data.download: could not fetch the data into {data.get('root')} "
-                f"({type(e).__name__}: {e}); offline, copy it there yourself, or point at an "
-                "image folder with data=image_folder data.root=DIR",
-            )
-    check = getattr(cls, "problems", None)
-    return tuple(check(**spec.arguments(data))) if check else ()
-
-
-@functools.cache
-def _train_size(data_json: str) -> int | None:
-    from hydra.utils import get_object
-
-    data = json.loads(data_json)
-    size = getattr(get_object(data["_target_"]), "train_size", None)
-    return size(**spec.arguments(data)) if size else None
 
 
 def step_problems(cfg: Mapping[str, Any], n_train: int | None) -> list[str]:
@@ -685,7 +515,7 @@ def run_steps(cfg: Mapping[str, Any], n_train: int | None) -> tuple[int | None, 
         or not isinstance(schedule, Mapping)
         or not COUNT[0](epochs)
         or not COUNT[0](accumulate)
-        or world_size(trainer) != 1
+        or devices.world_size(trainer) != 1
         or trainer.get("fast_dev_run") not in (None, False, 0)
         or trainer.get("overfit_batches") not in (None, 0, 0.0)
     ):
@@ -740,17 +570,19 @@ def resources(cfg: Mapping[str, Any]) -> tuple[int | None, list[str]]:
     the data, its starting weights loaded and one batch of the data's inputs passed through it
     (``bench.models.problems``). Where the config allows it, missing data and pretrained
     weights are downloaded first, once per process."""
+    from bench.data import contract
+
     data, model = cfg.get("data"), cfg.get("model")
     if not isinstance(data, Mapping) or not isinstance(model, Mapping):
         return None, []
     data_json = json.dumps(dict(data), sort_keys=True)
-    found = list(_data_problems(data_json))
+    found = list(contract.fetch_problems(data_json))
     if found:
         return None, found
     _, _, found = _inspected(data_json)
     if found:
         return None, list(found)
-    steps, found = run_steps(cfg, _train_size(data_json))
+    steps, found = run_steps(cfg, contract.train_size(data_json))
     head = _get(cfg, "finetune.head")
     model_json = json.dumps(dict(model), sort_keys=True)
     found += _model_problems(

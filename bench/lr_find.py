@@ -122,10 +122,10 @@ def run(
     so reports leave it out) with the curve as metrics ``lr_find_lr`` and ``lr_find_loss`` per
     step, and returns the suggestions."""
     from bench import config as bench_config
-    from bench import lightning, plots, tracking
+    from bench import devices, lightning, plots, tracking
     from bench import run as bench_run
 
-    run = bench_run.settle(bench_config.validate(config))
+    run = devices.settle(bench_config.validate(config))
     lightning.quiet_lightning()
     bench_run.set_threads(config)
     pl.seed_everything(config["seed"], workers=True, verbose=False)

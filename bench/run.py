@@ -20,8 +20,7 @@ from typing import Any
 
 import yaml
 
-from bench import config as bench_config
-from bench import resume, spec, tracking
+from bench import devices, resume, spec, tracking
 
 log = logging.getLogger("bench")
 
@@ -70,49 +69,6 @@ def build(run: spec.RunSpec):
     return datamodule, module
 
 
-def uses_cuda(run: spec.RunSpec) -> bool:
-    """Whether the run will land on a CUDA GPU."""
-    import torch
-
-    accelerator = run.trainer.get("accelerator", "auto")
-    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-
-
-def settle(run: spec.RunSpec) -> spec.RunSpec:
-    """``run`` with its trainer's ``auto`` values settled for this machine
-    (``device_settings``)."""
-    import dataclasses
-
-    import torch
-
-    cuda = uses_cuda(run)
-    bf16 = False
-    if cuda:  # native bf16 on the run's GPU (an emulated one is slower than float16)
-        devices = run.trainer.get("devices")
-        with torch.cuda.device(devices[0] if isinstance(devices, list) else 0):
-            bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-    settled = device_settings({**run.trainer, **run.own["trainer"]}, cuda, bf16)
-    trainer, own = spec.split(settled, "trainer")
-    return dataclasses.replace(run, trainer=trainer, own={**run.own, "trainer": own})
-
-
-def device_settings(trainer: Mapping[str, Any], cuda: bool, bf16: bool) -> dict[str, Any]:
-    """The ``trainer`` node with its ``auto`` values settled for the device. On a CUDA GPU:
-    ``precision`` bf16-mixed (16-mixed on a GPU without bf16), ``channels_last`` true,
-    ``deterministic`` false with cuDNN's autotuner on (``benchmark``). Elsewhere: 32-true, false,
-    true, so that a CPU run's numbers are those of a plain float32 run. Pure."""
-    settled = dict(trainer)
-    if settled.get("precision") == "auto":
-        settled["precision"] = ("bf16-mixed" if bf16 else "16-mixed") if cuda else "32-true"
-    if settled.get("channels_last") == "auto":
-        settled["channels_last"] = cuda
-    if settled.get("deterministic") == "auto":
-        settled["deterministic"] = not cuda
-        if cuda and settled.get("benchmark") is None:
-            settled["benchmark"] = True
-    return settled
-
-
 def provenance(run: spec.RunSpec) -> dict[str, str]:
     """Where and with what the run ran, as tags: ``bench.host``, ``bench.device`` (the GPU's
     name, or the CPU's and its core count) and ``bench.versions``."""
@@ -128,9 +84,9 @@ def provenance(run: spec.RunSpec) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             return "?"
 
-    if uses_cuda(run):
-        devices = run.trainer.get("devices")  # [i]: the GPU a launcher gave the run
-        device = torch.cuda.get_device_name(devices[0] if isinstance(devices, list) else 0)
+    if devices.uses_cuda(run.trainer):
+        given = run.trainer.get("devices")  # [i]: the GPU a launcher gave the run
+        device = torch.cuda.get_device_name(given[0] if isinstance(given, list) else 0)
     else:
         device = f"CPU {_cpu_name() or platform.machine()}, {os.cpu_count()} cores"
     packages = ("bench", "torch", "torchvision", "pytorch-lightning", "mlflow")
@@ -240,11 +196,11 @@ def train(
     from bench import ensemble, lightning
 
     config = run.plain()  # what is recorded: params, tags, config.yaml
-    lightning.quiet_lightning(bench_config.world_size(run.trainer) == 1)
+    lightning.quiet_lightning(devices.world_size(run.trainer) == 1)
     set_threads(config)
     pl.seed_everything(run.seed, workers=True, verbose=False)
     resuming = resume_from is not None and resume_from.action == resume.RESUME
-    settled = settle(run)
+    settled = devices.settle(run)
     trainer_kw = dict(settled.trainer)
     keep_checkpoints = trainer_kw.pop("enable_checkpointing", True) and output_dir is not None
     recorder = tracking.RunRecorder(

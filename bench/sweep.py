@@ -68,6 +68,19 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     )
 
 
+def resolve_paths(cfg: dict[str, Any], launch_dir: str | Path) -> dict[str, Any]:
+    """Make ``data.root`` and a ``model.weights`` file absolute against the folder the command
+    ran in (a run may work in a folder of its own). Changes ``cfg`` in place and returns it."""
+    base = Path(launch_dir)
+    data, model = cfg.get("data"), cfg.get("model")
+    if isinstance(data, dict) and isinstance(data.get("root"), str):
+        data["root"] = str((base / Path(data["root"]).expanduser()).resolve())
+    weights = model.get("weights") if isinstance(model, dict) else None
+    if isinstance(weights, str) and weights not in ("none", "imagenet"):
+        model["weights"] = str((base / Path(weights).expanduser()).resolve())
+    return cfg
+
+
 def abort(message: str) -> None:
     """Stop before any run starts. (Hydra turns a callback's exceptions into warnings; an exit
     goes through.)"""
@@ -141,7 +154,7 @@ def check_all(
     plains, found, steps = [], {}, []
     for label, cfg in configs:
         try:
-            plain = bench_config.resolve_paths(run_config(cfg), launch_dir)
+            plain = resolve_paths(run_config(cfg), launch_dir)
             # The values first: a typo is answered before torch and Lightning are imported.
             problems = bench_config.problems(plain) + launch.problems(plain, launcher)
             if not problems and not found:

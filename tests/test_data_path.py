@@ -14,7 +14,7 @@ from bench import lightning
 from bench.config import validate
 from bench.data import CIFAR10DataModule, DigitsDataModule, augment
 from bench.data.batches import DeviceBatches
-from bench.run import device_settings
+from bench.devices import device_settings
 
 KEYS = ("train_loss_step", "lr", "val_acc", "val_loss", "train_loss", "test_acc")
 

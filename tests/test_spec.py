@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 from conftest import compose_run
 
 from bench import config as bench_config
-from bench import run, schedules, sweep
+from bench import devices, run, schedules, sweep
 from bench.config import validate
 
 PACKAGE = Path(bench_config.__file__).parent
@@ -59,7 +59,7 @@ def test_the_run_length_counted_by_the_check_is_lightnings(tmp_path):
         "+trainer.limit_train_batches=0.7",
         "+trainer.accumulate_grad_batches=3",
     )
-    checked = run.settle(validate(config))  # precision=auto etc. settled for this machine
+    checked = devices.settle(validate(config))  # precision=auto etc. settled for this machine
     # digits: 1078 training images in batches of 64 -> 17 batches, 0.7 of them 11, ceil(11/3)=4
     assert checked.steps == 8
     datamodule, module = run.build(checked)

@@ -25,6 +25,7 @@ does not have yet).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from collections.abc import Iterable
@@ -194,3 +195,40 @@ def inspect_data(node_json: str):
             ],
         )
     return shape_of(datamodule), x[:2].cpu(), []
+
+
+@functools.cache
+def fetch_problems(data_json: str) -> tuple[str, ...]:
+    """The data a config node (as JSON) describes, fetched first where the node allows a
+    download, then checked by the module's ``problems`` class method (where it has one),
+    without loading it. Once per process."""
+    from hydra.utils import get_object, instantiate
+
+    from bench.spec import arguments
+
+    data = json.loads(data_json)
+    cls = get_object(data["_target_"])
+    if data.get("download"):
+        try:
+            instantiate(data).prepare_data()
+        except Exception as e:
+            return (
+                f"data.download: could not fetch the data into {data.get('root')} "
+                f"({type(e).__name__}: {e}); offline, copy it there yourself, or point at an "
+                "image folder with data=image_folder data.root=DIR",
+            )
+    check = getattr(cls, "problems", None)
+    return tuple(check(**arguments(data))) if check else ()
+
+
+@functools.cache
+def train_size(data_json: str) -> int | None:
+    """The training split's size by the module's ``train_size`` class method (None: the module
+    does not say)."""
+    from hydra.utils import get_object
+
+    from bench.spec import arguments
+
+    data = json.loads(data_json)
+    size = getattr(get_object(data["_target_"]), "train_size", None)
+    return size(**arguments(data)) if size else None

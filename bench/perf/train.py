@@ -92,20 +92,20 @@ def bare_run(config: Mapping[str, Any]) -> dict:
     from torch.nn import functional as F
     from torch.optim.lr_scheduler import LambdaLR
 
-    from bench import models, run, spec
+    from bench import devices, models, spec
     from bench.data import augment, contract
 
     start = time.perf_counter()
     # The trainer's "auto" values as a bench run settles them on this machine (precision,
     # channels_last, deterministic), then applied here by hand.
-    checked = run.settle(spec.of(config))
+    checked = devices.settle(spec.of(config))
     trainer = {**checked.trainer, **checked.own["trainer"]}
     data, opt = checked.data, checked.optimizer
     if trainer.get("compile"):
         raise ValueError("the bare loop does not compile the network (trainer.compile)")
     if trainer.get("num_threads") is not None:
         torch.set_num_threads(trainer["num_threads"])
-    device = torch.device("cuda" if run.uses_cuda(checked) else "cpu")
+    device = torch.device("cuda" if devices.uses_cuda(checked.trainer) else "cpu")
     deterministic = bool(trainer.get("deterministic"))
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
