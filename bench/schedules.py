@@ -19,7 +19,9 @@ Some shapes need a number of steps: ``horizon_problems`` says which knobs do not
 ``T`` steps (a restart cycle or a half-cycle shorter than a step, a milestone past the end, ...);
 the config check calls it with the run's ``T`` before any run starts.
 
-The formulas are repeated in ``conf/README.md`` ("The schedules"); keep the two in step.
+Each schedule's docstring is its formula as the reference shows it: ``table()`` (``python -m
+bench.schedules``) writes the table of ``conf/README.md`` ("The schedules") from them, and a
+test checks that the two agree.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ MILESTONES: Rule = (
 
 
 def schedule(**rules: Rule) -> Callable[[Callable[..., float]], Callable[..., float]]:
-    """Register a schedule under its function's name, with a rule for each of its knobs."""
+    """`constant`, `step`, `cosine`, `cosine_restarts`, `polynomial`, `inverse_time`, `linear`,
+    `exponential`, `one_cycle`, `wsd`, `cyclic`"""
 
     def register(f: Callable[..., float]) -> Callable[..., float]:
         knobs = list(inspect.signature(f).parameters)[3:]
@@ -89,7 +92,7 @@ def _anneal(shape: str, start: float, end: float, s: float) -> float:
 
 @schedule()
 def constant(t: int, T: int, base: float) -> float:
-    """``base`` at every step."""
+    """`base` at every step"""
     return base
 
 
@@ -101,14 +104,15 @@ def step(
     milestones: Sequence[float] = (0.5, 0.75),
     gamma: float = 0.1,
 ) -> float:
-    """``base * gamma**k``, k = number of milestones m with ``t >= round(m * T)``."""
+    """`base * gamma^k`, k = number of milestones m with `t >= round(m * T)` (milestones are
+    fractions of training)"""
     k = sum(1 for m in milestones if t >= round(m * T))
     return base * gamma**k
 
 
 @schedule(min_lr_ratio=FRACTION)
 def cosine(t: int, T: int, base: float, min_lr_ratio: float = 0.0) -> float:
-    """Half a cosine from ``base`` at t=0 towards the floor at t=T."""
+    """`floor + (base - floor) * (1 + cos(pi * t / T)) / 2`"""
     return _anneal("cos", base, base * min_lr_ratio, t / T)
 
 
@@ -137,7 +141,9 @@ def cosine_restarts(
     cycle_decay: float = 1.0,
     min_lr_ratio: float = 0.0,
 ) -> float:
-    """SGDR: cosine annealing with `cycles` warm restarts; cycle i peaks at base*cycle_decay**i."""
+    """`cycles` cycles whose lengths grow by `cycle_mult` and together fill `T` exactly (the last
+    one ends at the last step); in cycle i, starting at `S_i` with length `L_i`, with `peak_i =
+    base * cycle_decay^i`: `floor + (peak_i - floor) * (1 + cos(pi * (t - S_i) / L_i)) / 2`"""
     starts = restart_starts(T, cycles, cycle_mult)
     # The cycle holding t: the last one that starts at or before t and is not empty.
     i = max(j for j in range(cycles) if starts[j] <= t and starts[j + 1] > starts[j])
@@ -147,8 +153,8 @@ def cosine_restarts(
 
 @schedule(power=POSITIVE, min_lr_ratio=FRACTION)
 def polynomial(t: int, T: int, base: float, power: float = 2.0, min_lr_ratio: float = 0.0) -> float:
-    """torch's ``PolynomialLR``: ``floor + (base - floor) * (1 - t/T)**power``. ``power=1`` is
-    ``linear``; the default, 2, falls faster early and flattens out towards the end."""
+    """torch's `PolynomialLR`: `floor + (base - floor) * (1 - t / T)^power`; `power: 1` is
+    `linear`, the default 2 falls faster early and flattens towards the end"""
     floor = base * min_lr_ratio
     return floor + (base - floor) * (1 - t / T) ** power
 
@@ -160,17 +166,16 @@ ROBBINS_MONRO: Rule = (lambda x: number(x) and 0.5 < x <= 1, "a number in (0.5, 
 def inverse_time(
     t: int, T: int, base: float, power: float = 1.0, tau_fraction: float = 0.1
 ) -> float:
-    """The polynomial decay of stochastic approximation: ``base * (1 + t/tau)**-power`` with
-    ``tau = tau_fraction * T``. With ``0.5 < power <= 1`` the steps meet the Robbins-Monro
-    conditions (their sum diverges, the sum of their squares does not); ``power=1`` is Keras'
-    ``InverseTimeDecay``. It never reaches zero: at t=T it is
-    ``base * (1 + 1/tau_fraction)**-power`` (1/11 of base with the defaults)."""
+    """the polynomial decay of stochastic approximation, `base * (1 + t / tau)^-power` with `tau =
+    tau_fraction * T`: the Robbins-Monro conditions hold for `0.5 < power <= 1` (the only powers
+    allowed); `power: 1` is Keras' `InverseTimeDecay`. It ends at `base * (1 + 1 /
+    tau_fraction)^-power`, 1/11 of `base` by default"""
     return base * (1 + t / (tau_fraction * T)) ** -power
 
 
 @schedule(min_lr_ratio=FRACTION)
 def linear(t: int, T: int, base: float, min_lr_ratio: float = 0.0) -> float:
-    """Straight from ``base`` at t=0 to the floor at t=T: ``floor + (base - floor) * (1 - t/T)``."""
+    """`floor + (base - floor) * (1 - t / T)`: straight down to the floor"""
     return _anneal("linear", base, base * min_lr_ratio, t / T)
 
 
@@ -178,8 +183,8 @@ def linear(t: int, T: int, base: float, min_lr_ratio: float = 0.0) -> float:
 def exponential(
     t: int, T: int, base: float, gamma: float | None = None, final_lr_ratio: float = 0.01
 ) -> float:
-    """``base * gamma**t``; with ``gamma`` null, ``gamma = final_lr_ratio**(1/T)``, so the LR
-    would reach ``base * final_lr_ratio`` at t=T."""
+    """`base * gamma^t`; with `gamma: null`, `gamma = final_lr_ratio^(1/T)`, so the LR would reach
+    `base * final_lr_ratio` at `t = T` (`final_lr_ratio` is unused when `gamma` is set)"""
     if gamma is None:
         gamma = final_lr_ratio ** (1 / T)
     return base * gamma**t
@@ -209,9 +214,12 @@ def one_cycle(
     anneal_strategy: str = "cos",
     three_phase: bool = False,
 ) -> float:
-    """torch's OneCycleLR with ``max_lr = base``: from ``base / div_factor`` up to ``base`` over
-    the first ``pct_start`` of training, then down to ``base / div_factor / final_div_factor``
-    (``three_phase``: back down to the start over as many steps, then to that minimum)."""
+    """torch's `OneCycleLR` with `max_lr = base`: with `lo = base / div_factor`, phase 1 goes from
+    `lo` up to `base` over steps `0 .. pct_start * T - 1`, phase 2 from `base` down to `lo /
+    final_div_factor` by step `T - 1`; in each phase, with `s` the fraction of the phase done,
+    `cos`: `end + (start - end) * (1 + cos(pi * s)) / 2`, `linear`: `start + (end - start) * s`.
+    `three_phase`: up over `pct_start * T` steps, back down to `lo` over as many, then to the
+    minimum. Momentum is not cycled"""
     initial = base / div_factor
     minimum = initial / final_div_factor
     ends = one_cycle_phases(T, pct_start, three_phase)
@@ -238,9 +246,10 @@ def wsd(
     decay_shape: str = "1-sqrt",
     min_lr_ratio: float = 0.0,
 ) -> float:
-    """Warmup-stable-decay: ``base`` until the cooldown, which takes the last
-    ``D = round(decay_fraction * T)`` steps from ``base`` towards the floor at t=T, in the
-    ``decay_shape`` (``linear``, ``1-sqrt`` or ``cosine``) of ``s = (t - (T - D)) / D``."""
+    """warmup-stable-decay: `base` until the cooldown, which takes the last `D =
+    round(decay_fraction * T)` steps; with `s = (t - (T - D)) / D`: `linear`: `floor + (base -
+    floor) * (1 - s)`, `1-sqrt`: `floor + (base - floor) * (1 - sqrt(s))`, `cosine`: `floor +
+    (base - floor) * (1 + cos(pi * s)) / 2`"""
     D = round(decay_fraction * T)
     if t < T - D:
         return base
@@ -256,10 +265,9 @@ def cyclic(
     min_lr_ratio: float = 0.1,
     mode: str = "triangular",
 ) -> float:
-    """torch's CyclicLR with ``max_lr = base``, ``base_lr = base * min_lr_ratio`` and
-    ``step_size_up = step_size_down = T / (2 * cycles)``: ``cycles`` triangles, each rising
-    linearly from the floor to the peak and back; ``triangular2`` halves the height every
-    cycle."""
+    """torch's `CyclicLR` (triangular) with `max_lr = base`, `base_lr = floor` and half-cycles of
+    `h = T / (2 * cycles)` steps: `floor + (base - floor) * max(0, 1 - abs(t / h - 2c + 1))`, `c
+    = floor(1 + t / (2h))` the cycle; `triangular2` halves the height every cycle (`/ 2^(c-1)`)"""
     half = T / (2 * cycles)
     cycle = math.floor(1 + t / (2 * half))
     x = abs(t / half - 2 * cycle + 1)
@@ -493,3 +501,32 @@ def make(name: str, base: float, **kw) -> Callable[[int, int], float]:
         return lr_at(t, T, base, name, **kw)
 
     return schedule
+
+
+def _yaml(value: object) -> str:
+    """A knob's default as its YAML file writes it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_yaml(v) for v in value) + "]"
+    return str(value)
+
+
+def table() -> str:
+    """The reference's table of the schedules (``conf/README.md``), made from each schedule's
+    docstring and its knobs' defaults."""
+    rows = ["| schedule | LR at step t | knobs (defaults) |", "| --- | --- | --- |"]
+    for name, f in SCHEDULES.items():
+        formula = " ".join(line.strip() for line in (f.__doc__ or "").strip().splitlines())
+        defaults = {k: v for k, v in knobs(name).items() if k != "warmup_fraction"}
+        shown = ", ".join(f"`{k}: {_yaml(v)}`" for k, v in defaults.items())
+        rows.append(f"| `{name}` | {formula} | {shown} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(table(), end="")

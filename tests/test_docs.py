@@ -51,3 +51,22 @@ def test_the_front_door_reaches_every_reference_page_and_stays_short():
     for page in PAGES[1:]:
         assert (ROOT / page).resolve() in reached, f"README.md does not link {page}"
     assert len(text) < 15_000  # a front door: the reference lives on the pages it links
+
+
+def test_the_schedules_table_is_made_from_the_formulas_in_the_code():
+    """One copy of each formula: the schedule's docstring; the reference's table is written
+    from them (``python -m bench.schedules``), so the two cannot drift apart."""
+    from bench import schedules
+
+    assert schedules.table() in (ROOT / "conf/README.md").read_text()
+    for path in (ROOT / "conf/schedule").glob("*.yaml"):
+        assert (
+            path.read_text().splitlines()[0].startswith(f"# formula: bench.schedules.{path.stem}")
+        )
+
+
+def test_the_stability_columns_are_defined_once_and_every_report_carries_them(tmp_path):
+    from bench.analysis import tables
+
+    assert tables.stability_glossary() in (ROOT / "bench/analysis/README.md").read_text()
+    assert tables.stability_glossary("report") in (ROOT / "results/digits/report.md").read_text()

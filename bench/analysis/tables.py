@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from bench.analysis import curves as curves_mod
 from bench.analysis import stats
 
 BASELINE = "constant"
@@ -55,6 +56,71 @@ ACCURACY_COLUMNS = [
     "win_rate",
     "rank_mean",
 ]
+# What each stability column is: (its columns in stability.csv, its heading in report.md, the
+# definition). The one copy: report.md's glossary and the reference's table
+# (``bench/analysis/README.md``) are both written from it (``stability_glossary``).
+STABILITY_DEFINITIONS: tuple[tuple[str, str, str], ...] = (
+    (
+        "final_std, seed_range",
+        "sd over seeds, seed range",
+        "standard deviation and max − min of the final val acc over seeds",
+    ),
+    (
+        "best_minus_final_mean",
+        "best − final",
+        "best val acc minus final val acc, averaged over runs: what a run lost by the end",
+    ),
+    (
+        "late_regressions_mean",
+        "late regressions",
+        "validations in the second half of training (epoch > E/2) more than "
+        f"{100 * curves_mod.REGRESSION_THRESHOLD:g} points below the best val acc so far, per run",
+    ),
+    (
+        "oscillation_mean",
+        "oscillation",
+        "standard deviation of the epoch-to-epoch change of val acc over the last quarter (the "
+        "changes into epochs > 3E/4), per run",
+    ),
+    (
+        "epochs_to_peak_mean",
+        "epochs to peak",
+        f"the first epoch within {100 * curves_mod.PEAK_TOLERANCE:g} points of the run's best "
+        "val acc",
+    ),
+    (
+        "target, n_reached",
+        "reached target",
+        f"the target accuracy: {TARGET_FRACTION:.0%} of the best schedule's mean final val acc "
+        "in the setting; how many runs reached it",
+    ),
+    (
+        "epochs_to_target_mean, seconds_to_target_mean",
+        "epochs to target, seconds to target",
+        "the first epoch at or above the target, and the wall time from the run's start to that "
+        "validation, averaged over the runs that reached it (NaN when none did)",
+    ),
+    (
+        "n_diverged",
+        "diverged",
+        "finished runs with a NaN or infinite loss or accuracy, or tagged `bench.diverged`",
+    ),
+    ("n_failed", "failed", "runs that ended FAILED"),
+)
+
+
+def stability_glossary(form: str = "reference") -> str:
+    """The stability columns' definitions as Markdown: ``reference``, the table of
+    ``bench/analysis/README.md`` (by CSV column); ``report``, report.md's list (by heading)."""
+    if form == "report":
+        return "".join(f"- **{shown}**: {text}\n" for _, shown, text in STABILITY_DEFINITIONS)
+    rows = ["| column | definition |", "| --- | --- |"]
+    for columns, _, text in STABILITY_DEFINITIONS:
+        names = ", ".join(f"`{c.strip()}`" for c in columns.split(","))
+        rows.append(f"| {names} | {text} |")
+    return "\n".join(rows) + "\n"
+
+
 STABILITY_COLUMNS = [
     "setting",
     "schedule",

@@ -170,10 +170,8 @@ def report_md(
         )
     sections += [
         "\n## Stability\n",
-        'Definitions in bench\'s `bench/analysis/README.md` ("Stability columns"). The target is '
-        f"{analysis.tables.TARGET_FRACTION:.0%} of the best schedule's mean final val acc; "
-        "runs that never reach it count in 'reached target' only.\n",
         md["stability"],
+        "\nThe columns:\n\n" + analysis.tables.stability_glossary("report"),
     ]
     if "ensemble" in tables:
         sections += [
