@@ -116,6 +116,13 @@ def cosine(t: int, T: int, base: float, min_lr_ratio: float = 0.0) -> float:
     return _anneal("cos", base, base * min_lr_ratio, t / T)
 
 
+@schedule(min_lr_ratio=FRACTION)
+def cosine_floor(t: int, T: int, base: float, min_lr_ratio: float = 0.1) -> float:
+    """`cosine` to a floor of 10% of `base` by default: the usual recipe of LLM training, its
+    own arm so that a claim can set it against `cosine` to zero or `linear`"""
+    return cosine(t, T, base, min_lr_ratio)
+
+
 def restart_starts(T: int, cycles: int, cycle_mult: float) -> list[int]:
     """Start steps of the warm-restart cycles, plus ``T`` at the end.
 

@@ -189,3 +189,20 @@ def test_parse_user_claims_and_name_the_bad_field():
         with pytest.raises(ValueError, match=None) as e:
             claims.parse([bad])
         assert message in str(e.value)
+
+
+def test_the_recent_claims_are_tested_where_their_arms_ran_and_name_their_source():
+    """Straight to Zero's claim needs the linear and the 10%-floor cosine arms: with them it is
+    tested (here held: linear 2 points above on every seed) and carries its paper; without
+    them it is left out."""
+    both = frame({"linear": [0.03] * 5, "cosine_floor": [0.01] * 5})
+    table = claims.evaluate(both)
+    [row] = table[table["b"] == "cosine_floor"].to_dict("records")
+    assert row["a"] == "linear" and row["verdict"] == "held"
+    assert row["diff_mean"] == pytest.approx(2.0)
+    assert "Straight to Zero" in row["source"] and "ICLR 2025" in row["source"]
+    assert all(c.source for c in claims.DEFAULT_CLAIMS)  # every built-in claim says where from
+    without = claims.evaluate(frame({"linear": [0.03] * 5}))
+    assert "cosine_floor" not in set(without["b"])
+    [mine] = claims.parse([{"a": "linear", "b": "constant", "low": 0, "source": "my notes"}])
+    assert mine.source == "my notes"

@@ -70,3 +70,9 @@ def test_the_stability_columns_are_defined_once_and_every_report_carries_them(tm
 
     assert tables.stability_glossary() in (ROOT / "bench/analysis/README.md").read_text()
     assert tables.stability_glossary("report") in (ROOT / "results/digits/report.md").read_text()
+
+
+def test_the_built_in_claims_are_listed_from_the_code():
+    from bench.analysis import claims
+
+    assert claims.table() in (ROOT / "bench/analysis/README.md").read_text()

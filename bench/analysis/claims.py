@@ -63,6 +63,7 @@ class Claim:
     metric: str = "final_val_acc"
     low: float | None = None
     high: float | None = None
+    source: str = ""  # where the claim is made: a paper, or the practice it comes from
 
     @property
     def scale(self) -> float:
@@ -82,20 +83,47 @@ class Claim:
         return f"< {signed(self.high)} {unit}"
 
 
-def _matches(a: str, b: str, label: str) -> Claim:
+def _matches(a: str, b: str, label: str, source: str = "") -> Claim:
     m = EQUIVALENCE_MARGIN
     other = "the best schedule" if b == BEST else b
-    return Claim(f"{label} matches {other} (within ±{m:g} pt)", a, b, low=-m, high=m)
+    text = f"{label} matches {other} (within ±{m:g} pt)"
+    return Claim(text, a, b, low=-m, high=m, source=source)
+
+
+# Where the claims come from.
+PRACTICE = "a rule of thumb of fine-tuning tutorials and courses"
+SGDR = "Loshchilov & Hutter, SGDR: Stochastic Gradient Descent with Warm Restarts, ICLR 2017"
+STRAIGHT_TO_ZERO = (
+    "Bergsma et al., Straight to Zero: Why Linearly Decaying the Learning Rate to Zero Works "
+    "Best for LLMs, ICLR 2025"
+)
+LINEAR_DECAY = (
+    "Defazio et al., When, Why and How Much? Adaptive Learning Rate Scheduling by Refinement, "
+    "2023 (linear decay is worst-case optimal and beats cosine on ten problems)"
+)
+WSD = (
+    "Hägele et al., Scaling Laws and Compute-Optimal Training Beyond Fixed Training Durations, "
+    "NeurIPS 2024"
+)
+SCHEDULE_FREE = "Defazio et al., The Road Less Scheduled, NeurIPS 2024 (AlgoPerf 2024 winner)"
 
 
 DEFAULT_CLAIMS = (
-    Claim("cosine beats constant by +0.5 to +1.5 points", "cosine", "constant", low=0.5, high=1.5),
+    Claim(
+        "cosine beats constant by +0.5 to +1.5 points",
+        "cosine",
+        "constant",
+        low=0.5,
+        high=1.5,
+        source=PRACTICE,
+    ),
     Claim(
         "cosine has fewer late-epoch regressions than constant",
         "cosine",
         "constant",
         "late_regressions",
         high=0.0,
+        source=PRACTICE,
     ),
     Claim(
         "cosine reaches its peak sooner than constant",
@@ -103,14 +131,40 @@ DEFAULT_CLAIMS = (
         "constant",
         "epochs_to_peak",
         high=0.0,
+        source=PRACTICE,
     ),
-    Claim("warm restarts beat plain cosine", "cosine_restarts", "cosine", low=0.0),
-    _matches("polynomial", "cosine", "polynomial decay"),
-    _matches("linear", "cosine", "linear decay to zero"),
-    _matches("wsd", "cosine", "warmup-stable-decay"),
-    _matches("sgd_schedulefree", BEST, "schedule-free SGD"),
-    _matches("adamw_schedulefree", BEST, "schedule-free AdamW"),
+    Claim("warm restarts beat plain cosine", "cosine_restarts", "cosine", low=0.0, source=SGDR),
+    _matches("polynomial", "cosine", "polynomial decay", PRACTICE),
+    Claim(
+        "linear decay to zero beats cosine to a 10% floor",
+        "linear",
+        "cosine_floor",
+        low=0.0,
+        source=STRAIGHT_TO_ZERO,
+    ),
+    Claim(
+        "linear decay to zero beats cosine to zero",
+        "linear",
+        "cosine",
+        low=0.0,
+        source=LINEAR_DECAY,
+    ),
+    _matches("wsd", "cosine", "warmup-stable-decay", WSD),
+    _matches("sgd_schedulefree", BEST, "schedule-free SGD", SCHEDULE_FREE),
+    _matches("adamw_schedulefree", BEST, "schedule-free AdamW", SCHEDULE_FREE),
 )
+
+
+def table(claims: Sequence[Claim] = DEFAULT_CLAIMS) -> str:
+    """The built-in claims as the reference lists them (``bench/analysis/README.md``): claim,
+    metric, the range of A − B, and where the claim comes from."""
+    rows = ["| claim | A − B | metric | expected | source |", "| --- | --- | --- | --- | --- |"]
+    for c in claims:
+        b = "the best other arm" if c.b == BEST else c.b
+        metric = c.metric.replace("_", " ")
+        rows.append(f"| {c.text} | {c.a} − {b} | {metric} | {c.expected()} | {c.source} |")
+    return "\n".join(rows) + "\n"
+
 
 ALPHA = 0.05  # family-wise, over the claims tested in a setting
 
@@ -121,6 +175,7 @@ CLAIM_COLUMNS = [
     "b",
     "metric",
     "expected",
+    "source",
     "low",
     "high",
     "n_pairs",
@@ -147,11 +202,11 @@ def parse(items: Iterable[Mapping]) -> list[Claim]:
     claims = []
     for i, item in enumerate(items):
         where = f"report.claims[{i}]"
-        unknown = set(item) - {"text", "a", "b", "metric", "low", "high"}
+        unknown = set(item) - {"text", "a", "b", "metric", "low", "high", "source"}
         if unknown:
             raise ValueError(
                 f"{where}: unknown field(s) {sorted(unknown)}; allowed: text, a, b, metric, "
-                "low, high"
+                "low, high, source"
             )
         for field in ("a", "b"):
             if not isinstance(item.get(field), str) or not item[field]:
@@ -176,7 +231,8 @@ def parse(items: Iterable[Mapping]) -> list[Claim]:
         if None not in bounds.values() and bounds["low"] >= bounds["high"]:
             raise ValueError(f"{where}: low={bounds['low']} must be below high={bounds['high']}")
         text = item.get("text") or f"{item['a']} vs {item['b']} on {metric}"
-        claims.append(Claim(str(text), item["a"], item["b"], metric, **bounds))
+        source = str(item.get("source") or "yours (report.claims)")
+        claims.append(Claim(str(text), item["a"], item["b"], metric, **bounds, source=source))
     return claims
 
 
@@ -284,6 +340,7 @@ def _paired(group: pd.DataFrame, claim: Claim) -> dict | None:
         "b": b,
         "metric": claim.metric,
         "expected": claim.expected(),
+        "source": claim.source,
         "low": math.nan if claim.low is None else claim.low,
         "high": math.nan if claim.high is None else claim.high,
         "n_pairs": p.diff.n,

@@ -149,6 +149,7 @@ def report_md(
         _verdicts_intro(name, options, a.claims),
         _verdict_summary(a.claims),
         md["claims"] if len(a.claims) else "",
+        _sources(a.claims),
         _what_would_decide(a.claims, sequential=bool(options.looks)),
         "## Accuracy\n",
         f"Headline: **{name}** (`report.metric`), in %; differences are from **{b}** "
@@ -289,6 +290,15 @@ def _what_would_decide(claims: pd.DataFrame, sequential: bool) -> str:
                 f"{spread}, if the true difference is the measured one."
             )
     return "\nWhat would decide the undecided claims:\n\n" + "\n".join(lines) + "\n"
+
+
+def _sources(claims: pd.DataFrame) -> str:
+    """Where each claim tested comes from."""
+    if claims.empty or "source" not in claims:
+        return ""
+    seen = claims.drop_duplicates("claim")
+    lines = [f"- {r.claim}: {r.source}" for r in seen.itertuples() if r.source]
+    return "\nWhere each claim comes from:\n\n" + "\n".join(lines) + "\n" if lines else ""
 
 
 def _verdict_summary(claims: pd.DataFrame) -> str:
