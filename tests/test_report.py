@@ -146,3 +146,14 @@ def test_a_swept_lr_with_a_schedule_free_optimizer(tmp_path):
     sens = pd.read_csv(tmp_path / "r" / "lr_sensitivity.csv")
     assert sorted(set(sens["lr"])) == [0.05, 0.1, 0.15]
     assert any("(the runs without a setting of their own)" in w for w in made.warnings)
+
+
+def test_every_claim_tested_names_its_source_in_the_csv_and_report(written):
+    _, folder = written
+    tested = pd.read_csv(folder / "claims.csv")
+    built_in = tested[tested["claim"] != "cosine beats constant on test"]
+    assert len(built_in) and built_in["source"].notna().all()
+    text = (folder / "report.md").read_text()
+    sources = text[text.index("Where each claim comes from:") :]
+    for claim in built_in["claim"]:
+        assert f"- {claim}: " in sources

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pandas as pd
@@ -96,7 +97,7 @@ def _on_metric(claim: claims_mod.Claim, metric: str) -> claims_mod.Claim:
     """A default claim about final val acc, moved to the report's headline metric."""
     if claim.metric != analysis.HEADLINE:
         return claim
-    return claims_mod.Claim(claim.text, claim.a, claim.b, metric, claim.low, claim.high)
+    return dataclasses.replace(claim, metric=metric)
 
 
 def trace_runs(a: Analysed) -> list[str]:
