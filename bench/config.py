@@ -132,6 +132,11 @@ OPTIONAL: dict[str, Rule] = {
     "trainer.num_threads": COUNT_OR_NULL,
     "trainer.max_loss": or_null(POSITIVE),
     "trainer.checkpoint_seconds": NON_NEGATIVE,
+    "trainer.keep_epochs": (
+        lambda x: x is None or isinstance(x, list | tuple) and all(COUNT[0](e) for e in x),
+        "null or a list of epochs (integers >= 1) to keep a checkpoint at, e.g. [3, 6]",
+    ),
+    "branch.checkpoint": or_null(NAME),
     "trainer.max_steps": (lambda x: x == -1 or COUNT[0](x), "-1 (no limit) or an integer >= 1"),
     "trainer.limit_train_batches": LIMIT_BATCHES,
     "trainer.check_val_every_n_epoch": COUNT_OR_NULL,
@@ -583,12 +588,49 @@ def resources(cfg: Mapping[str, Any]) -> tuple[int | None, list[str]]:
     if found:
         return None, list(found)
     steps, found = run_steps(cfg, contract.train_size(data_json))
+    found += branch_problems(cfg)
     head = _get(cfg, "finetune.head")
     model_json = json.dumps(dict(model), sort_keys=True)
     found += _model_problems(
         model_json, data_json, None if head is _MISSING else head, needs_head(cfg)
     )
     return steps, found
+
+
+def branch_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """``trainer.keep_epochs`` within the run, and a ``branch.checkpoint`` that a run can start
+    from: a whole checkpoint a bench run kept (``trainer.keep_epochs``), at an epoch the run
+    has not passed."""
+    found = []
+    epochs = _get(cfg, "trainer.max_epochs")
+    keep = _get(cfg, "trainer.keep_epochs")
+    if isinstance(keep, list | tuple) and integer(epochs) and any(e > epochs for e in keep):
+        found.append(
+            f"trainer.keep_epochs: got {list(keep)} with trainer.max_epochs={epochs}; allowed: "
+            f"epochs in [1, {epochs}]"
+        )
+    path = _get(cfg, "branch.checkpoint")
+    if not isinstance(path, str):
+        return found
+    from bench import lightning, run
+
+    if not run.checkpoint_usable(path):
+        return found + [
+            f"branch.checkpoint: no whole checkpoint at {path}; allowed: a file a run kept with "
+            "trainer.keep_epochs (<run folder>/branches/epochK.ckpt, its .sha256 beside it)"
+        ]
+    origin = lightning.checkpoint_origin(path)
+    if origin["run_id"] is None:
+        found.append(
+            f"branch.checkpoint: {path} does not say which run it is of; allowed: a checkpoint "
+            "a bench run kept with trainer.keep_epochs"
+        )
+    if integer(epochs) and origin["epoch"] > epochs:
+        found.append(
+            f"branch.checkpoint: it holds {origin['epoch']} epochs but trainer.max_epochs="
+            f"{epochs}; allowed: a checkpoint of at most {epochs} epochs"
+        )
+    return found
 
 
 # Base LRs that train something: well outside, a run is almost surely a typo (1e-30, 1e5).

@@ -312,6 +312,10 @@ class MetricsCallback(Callback):
         self.flush_seconds: float | None = self.FLUSH_SECONDS  # None: flushed by checkpoints
         self._flushed = time.monotonic()
 
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        # Which run the checkpoint is of: a run branched from it copies that run's history.
+        checkpoint["bench"] = {"run_id": self.recorder.run_id}
+
     def on_fit_start(self, trainer, pl_module):
         # Lightning also steps on the last, partial accumulation window of an epoch.
         steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
@@ -521,6 +525,39 @@ class EpochCheckpoint(ModelCheckpoint):
             self._last = time.monotonic()
 
 
+class BranchPoints(Callback):
+    """Keeps a checkpoint at the end of each epoch in ``epochs`` as
+    ``<folder>/epoch<k>.ckpt`` (never deleted), the run's metrics flushed first: the points a
+    later run can branch from (``branch.checkpoint``), such as the cooldowns of
+    warmup-stable-decay branched from one constant-LR run. ``saved`` maps each epoch kept to
+    its file."""
+
+    def __init__(self, folder: Path, epochs: list[int], flush: Callable[[], None]):
+        self.folder = Path(folder)
+        self.epochs = set(epochs)
+        self.flush = flush
+        self.saved: dict[int, Path] = {}
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        epoch = trainer.current_epoch + 1
+        if epoch in self.epochs:
+            self.flush()
+            path = self.folder / f"epoch{epoch}.ckpt"
+            trainer.save_checkpoint(path)
+            self.saved[epoch] = path
+
+
+def checkpoint_origin(path: str | Path) -> dict:
+    """What a checkpoint holds about where it came from: ``run_id`` (the MLflow run it is of),
+    ``epoch`` (epochs done) and ``step`` (optimizer steps done)."""
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return {
+        "run_id": state.get("bench", {}).get("run_id"),
+        "epoch": int(state["epoch"]) + 1,
+        "step": int(state["global_step"]),
+    }
+
+
 class RunProgressBar(TQDMProgressBar):
     """Lightning's progress bar, prefixed with which run of the sweep this is."""
 
@@ -565,15 +602,18 @@ class EpochLog(Callback):
 
 def quiet_lightning(one_process: bool = True) -> None:
     """Silence Lightning's per-run banners and the advice that does not apply: to in-memory
-    data, and (``one_process``: a run of one device) to launching with SLURM's ``srun``, which
-    Lightning gives on any machine where ``srun`` exists (a cluster's login node, a job that
-    bench's SLURM launcher started itself)."""
+    data, to a branched run's checkpoint folder (``branch.checkpoint``), and (``one_process``:
+    a run of one device) to launching with SLURM's ``srun``, which Lightning gives on any
+    machine where ``srun`` exists (a cluster's login node, a job that bench's SLURM launcher
+    started itself)."""
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*number of training batches.*smaller than.*")
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    # a run branched from another run's checkpoint keeps its own checkpoints in its own folder
+    warnings.filterwarnings("ignore", message="The dirpath has changed from")
     if one_process:
         warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
 

@@ -10,6 +10,7 @@ marks the run FAILED (Ctrl-C: KILLED) with its error, then propagates.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ from bench import devices, resume, spec, tracking
 log = logging.getLogger("bench")
 
 WEIGHTS_FILE = "weights.pt"
+BRANCH_DIR = "branches"  # in the run's folder: checkpoints kept at trainer.keep_epochs
 CHECKPOINT_DIR = "checkpoints"  # in the run's folder, while it runs
 SPLITS = ("val", "test")
 SETTLED = ("precision", "channels_last", "deterministic")  # `auto` settled per device: tags
@@ -140,6 +142,22 @@ def file_digest(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def branch_origin(config: Mapping[str, Any], tracking_uri: str) -> dict[str, Any] | None:
+    """Where a run with ``branch.checkpoint`` starts: that checkpoint, the run it is of, the
+    epochs and optimizer steps it holds, and a start time back-dated by the time that run took
+    to get there (so the copied history and the new epochs read as one run). None without."""
+    import time
+
+    from bench import lightning
+
+    path = (config.get("branch") or {}).get("checkpoint")
+    if not path:
+        return None
+    origin = lightning.checkpoint_origin(path)
+    elapsed = tracking.elapsed_ms(tracking_uri, origin["run_id"], origin["epoch"])
+    return origin | {"checkpoint": str(path), "start_time": int(time.time() * 1000) - elapsed}
+
+
 def checkpoint_usable(path: str) -> bool:
     """Whether a checkpoint file is there, intact (its SHA-256 the one written beside it when
     it was saved) and readable; a damaged one, or one without its digest, is set aside as
@@ -203,6 +221,7 @@ def train(
     settled = devices.settle(run)
     trainer_kw = dict(settled.trainer)
     keep_checkpoints = trainer_kw.pop("enable_checkpointing", True) and output_dir is not None
+    branch = None if resuming else branch_origin(config, tracking_uri)
     recorder = tracking.RunRecorder(
         tracking_uri,
         experiment_id,
@@ -217,9 +236,15 @@ def train(
                 f"bench.{k}": str({**settled.trainer, **settled.own["trainer"]}.get(k))
                 for k in SETTLED
             },
+            **(
+                {tracking.BRANCHED_FROM_TAG: f"{branch['run_id']} epoch {branch['epoch']}"}
+                if branch
+                else {}
+            ),
         },
         parent_run_id=parent_run_id,
         resume_run_id=resume_from.run_id if resuming else None,
+        start_time=branch["start_time"] if branch else None,
     )
     checkpoint = None  # the run's own file: <run folder>/checkpoints/<run id>.ckpt
     if resuming:
@@ -241,6 +266,8 @@ def train(
             # ``schedule`` and ``seed`` as params too, so that MLflow's UI can group by them.
             recorder.log_params({"schedule": run.schedule.arm} | tracking.flatten(config))
             recorder.log_text(yaml.safe_dump(config, sort_keys=False), "config.yaml")
+        if branch:  # what the run it branches from trained before the branch
+            recorder.copy_history(branch["run_id"], branch["step"], branch["epoch"])
         datamodule, module = build(settled)
         recorder.log_params(data_params(datamodule))
         show_bar = trainer_kw.pop("enable_progress_bar", True)
@@ -258,17 +285,29 @@ def train(
             saver = lightning.EpochCheckpoint(checkpoint, metrics_callback.flush, every)
             metrics_callback.flush_seconds = None  # written with each checkpoint instead
             callbacks += [lightning.RandomState(), saver]
+        keep = run.own["trainer"].get("keep_epochs") or []
+        points = None
+        if keep and output_dir is not None:
+            points = lightning.BranchPoints(
+                Path(output_dir) / BRANCH_DIR, keep, metrics_callback.flush
+            )
+            callbacks.append(points)
+            if not checkpoint:
+                callbacks.append(lightning.RandomState())
         trainer = pl.Trainer(
             **trainer_kw,
             logger=False,
             enable_progress_bar=any(isinstance(c, lightning.RunProgressBar) for c in progress),
             enable_checkpointing=checkpoint is not None,
-            plugins=[lightning.AtomicCheckpointIO()] if checkpoint else None,
+            plugins=[lightning.AtomicCheckpointIO()] if checkpoint or points else None,
             callbacks=callbacks,
         )
-        trainer.fit(
-            module, datamodule=datamodule, ckpt_path=resume_from.checkpoint if resuming else None
-        )
+        start_from = resume_from.checkpoint if resuming else (branch or {}).get("checkpoint")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=start_from)
+        if points is not None and points.saved:
+            recorder.set_tags(
+                {tracking.BRANCHES_TAG: json.dumps({k: str(v) for k, v in points.saved.items()})}
+            )
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if divergence.step is not None:
             recorder.set_tags(

@@ -24,7 +24,14 @@ from bench import schedules
 # The keys of a node that bench reads itself; the others go to the class the node builds.
 OWN_KEYS: dict[str, tuple[str, ...]] = {
     # bench.run: the Trainer is built around them
-    "trainer": ("channels_last", "max_loss", "num_threads", "compile", "checkpoint_seconds"),
+    "trainer": (
+        "channels_last",
+        "max_loss",
+        "num_threads",
+        "compile",
+        "checkpoint_seconds",
+        "keep_epochs",
+    ),
     # bench.lightning.Classifier's loss
     "model": ("label_smoothing",),
     # bench.optim: parameter groups, coupled decay, schedule-free's BatchNorm, the LR's scale

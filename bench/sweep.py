@@ -69,12 +69,16 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def resolve_paths(cfg: dict[str, Any], launch_dir: str | Path) -> dict[str, Any]:
-    """Make ``data.root`` and a ``model.weights`` file absolute against the folder the command
-    ran in (a run may work in a folder of its own). Changes ``cfg`` in place and returns it."""
+    """Make ``data.root``, a ``model.weights`` file and ``branch.checkpoint`` absolute against
+    the folder the command ran in (a run may work in a folder of its own). Changes ``cfg`` in
+    place and returns it."""
     base = Path(launch_dir)
     data, model = cfg.get("data"), cfg.get("model")
     if isinstance(data, dict) and isinstance(data.get("root"), str):
         data["root"] = str((base / Path(data["root"]).expanduser()).resolve())
+    branch = cfg.get("branch")
+    if isinstance(branch, dict) and isinstance(branch.get("checkpoint"), str):
+        branch["checkpoint"] = str((base / Path(branch["checkpoint"]).expanduser()).resolve())
     weights = model.get("weights") if isinstance(model, dict) else None
     if isinstance(weights, str) and weights not in ("none", "imagenet"):
         model["weights"] = str((base / Path(weights).expanduser()).resolve())

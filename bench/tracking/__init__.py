@@ -44,6 +44,7 @@ from bench.tracking.reading import (
     Point,
     Runs,
     check_sweep,
+    elapsed_ms,
     equals,
     experiment_id,
     experiment_names,
@@ -73,6 +74,8 @@ from bench.tracking.store import (
     store_call,
 )
 from bench.tracking.tags import (
+    BRANCHED_FROM_TAG,
+    BRANCHES_TAG,
     CHECKPOINT_TAG,
     DIVERGED_STEP_TAG,
     DIVERGED_TAG,
@@ -88,6 +91,7 @@ from bench.tracking.tags import (
     OVERRIDES_TAG,
     OWNER_TAG,
     PARENT_TAG,
+    STEP_METRICS,
 )
 from bench.tracking.writing import (
     RunRecorder,
@@ -102,6 +106,10 @@ from bench.tracking.writing import (
 )
 
 __all__ = [
+    "BRANCHED_FROM_TAG",
+    "BRANCHES_TAG",
+    "STEP_METRICS",
+    "elapsed_ms",
     "ANSWERED",
     "BULK_PAGE",
     "BULK_RUNS",

@@ -427,3 +427,12 @@ def load_lr(uri: str, run_ids: Sequence[str]) -> pd.DataFrame:
     lr = _per_step(client(uri), run_ids, "lr")
     lr["order"] = lr["run_id"].map({r: i for i, r in enumerate(run_ids)})
     return lr.sort_values(["order", "step"])[LR_COLUMNS].reset_index(drop=True)
+
+
+def elapsed_ms(uri: str, run_id: str, epoch: int) -> int:
+    """Milliseconds from the start of run ``run_id`` to its validation after ``epoch`` (0 when
+    the run has none recorded there)."""
+    mc = client(uri)
+    start = mc.get_run(run_id).info.start_time
+    points = [m for m in mc.get_metric_history(run_id, "val_acc") if m.step == epoch]
+    return max(0, points[-1].timestamp - start) if points else 0

@@ -39,7 +39,12 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
 
+BRANCHES_TAG = "bench.branches"  # {epoch: checkpoint} kept at trainer.keep_epochs (JSON)
+BRANCHED_FROM_TAG = "bench.branched_from"  # "<run id> epoch <k>": the run it continues
 LOSSES = ("train_loss", "val_loss")
+# Metrics written at every optimizer step (step = the 0-based optimizer step); the others are
+# per epoch (step = the epoch) or written once at the end (test_*, *_ensemble).
+STEP_METRICS = ("lr", "lr_backbone", "weight_decay", "train_loss_step")
 
 
 EPOCH_METRICS = ("val_acc",)  # read back per epoch; the losses only as their last value

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from bench import pending
 from bench.tracking.ownership import owner
 from bench.tracking.store import client, retry_call, retrying, store_call
-from bench.tracking.tags import CHECKPOINT_TAG, ERROR_TAG, KIND_TAG, PARENT_TAG
+from bench.tracking.tags import CHECKPOINT_TAG, ERROR_TAG, KIND_TAG, PARENT_TAG, STEP_METRICS
 
 log = logging.getLogger("bench")
 
@@ -150,6 +150,7 @@ class RunRecorder:
         parent_run_id: str | None = None,
         kind: str = "run",
         resume_run_id: str | None = None,
+        start_time: int | None = None,
     ):
         self.client = client(uri)
         self.uri = uri
@@ -172,9 +173,36 @@ class RunRecorder:
         else:
             if parent_run_id:
                 all_tags[PARENT_TAG] = parent_run_id
-            run = retrying(self.client.create_run, experiment_id, run_name=run_name, tags=all_tags)
+            run = retrying(
+                self.client.create_run,
+                experiment_id,
+                start_time=start_time,
+                run_name=run_name,
+                tags=all_tags,
+            )
             self.run_id = run.info.run_id
             self.journal = self._journal()
+
+    def copy_history(self, source_run_id: str, steps: int, epochs: int) -> None:
+        """Copy into this run the metrics of ``source_run_id`` up to the end of its epoch
+        ``epochs`` (its first ``steps`` optimizer steps): what a run branched from that run's
+        checkpoint trained before the branch. Each point keeps its time from the source run's
+        start (this run was created back-dated by as much: ``start_time``)."""
+        source = retrying(self.client.get_run, source_run_id)
+        shift = self.start_ms() - source.info.start_time
+        for key in source.data.metrics:
+            if key.startswith("test_") or key.endswith("_ensemble"):
+                continue
+            last = steps - 1 if key in STEP_METRICS else epochs
+            history = retrying(self.client.get_metric_history, source_run_id, key)
+            self._buffer += [
+                Metric(key, m.value, m.timestamp + shift, m.step) for m in history if m.step <= last
+            ]
+        self.flush()
+
+    def start_ms(self) -> int:
+        """When the run started, as MLflow has it (ms)."""
+        return retrying(self.client.get_run, self.run_id).info.start_time
 
     def _journal(self) -> pending.Journal | None:
         """Where this run's writes wait while its server does not answer (a server only)."""
