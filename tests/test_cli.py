@@ -38,7 +38,7 @@ def run(cmd, *args, cwd):
             2,
             [
                 "schedule=sine: there is no option 'sine' in schedule; did you mean cosine",
-                "the options are: constant, cosine, cosine_restarts, cyclic",
+                "the options are: constant, cosine, cosine_floor, cosine_restarts, cyclic",
             ],
         ),
         (
