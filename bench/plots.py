@@ -521,6 +521,46 @@ def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str]) -> Figure:
     return fig
 
 
+def lr_robustness(table: pd.DataFrame, schedules: Sequence[str]) -> Figure:
+    """How wide each schedule's good base LR is (``bench.analysis.lr_robustness``): one row per
+    schedule (and setting, where the runs differ in more than the LR, such as warmup), on a log
+    LR axis: the LRs within a point of its best as a solid bar, the wider range the grid cannot
+    tell from those as a light bar, the best LR as a dot, and the lowest LR at which a run
+    diverged as a cross.
+
+    ``table``: columns setting, schedule, best_lr, good_low, good_high, plausible_low,
+    plausible_high, diverged_from.
+    """
+    order = {s: i for i, s in enumerate(schedules)}
+    rows = table[table["schedule"].isin(order)].copy()
+    rows = rows.assign(_o=rows["schedule"].map(order)).sort_values(["_o", "setting"])
+    labels = [f"{r.schedule} ({r.setting})" if r.setting else r.schedule for r in rows.itertuples()]
+    with _style():
+        height = 0.3 * max(1, len(rows)) + 0.9
+        fig = Figure(figsize=(WIDTH, height), layout="constrained")
+        ax = fig.subplots()
+        for i, r in enumerate(rows.itertuples()):
+            c = colour(r.schedule)
+            ax.plot([r.plausible_low, r.plausible_high], [i, i], color=c, lw=7, alpha=0.25)
+            ax.plot([r.good_low, r.good_high], [i, i], color=c, lw=7, solid_capstyle="butt")
+            ax.plot(r.best_lr, i, "o", color="white", mec=c, mew=1.5, ms=6, zorder=3)
+            if not pd.isna(r.diverged_from):
+                ax.plot(r.diverged_from, i, "x", color=c, ms=7, mew=2, zorder=3)
+        ax.set_xscale("log")
+        ax.set_yticks(range(len(rows)), labels)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel("base learning rate")
+        handles = [
+            Line2D([], [], color=".3", lw=7, label="within 1 pt of its best"),
+            Line2D([], [], color=".3", lw=7, alpha=0.25, label="cannot be told from those"),
+            Line2D([], [], ls="", marker="o", color="white", mec=".3", mew=1.5, label="best LR"),
+            Line2D([], [], ls="", marker="x", color=".3", mew=2, label="a run diverged"),
+        ]
+        fig.legend(handles=handles, loc="outside upper center", ncols=4, fontsize=7)
+    return fig
+
+
 def lr_range_test(curve: pd.DataFrame, steepest: float, min_loss: float) -> plt.Figure:
     """The LR range test: smoothed training loss against the LR (log scale), with the LR of the
     steepest descent and of the lowest loss marked."""

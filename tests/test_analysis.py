@@ -390,6 +390,49 @@ def test_lr_sensitivity_and_each_schedule_at_its_best_lr():
     assert fair.loc["cosine", "metric"] == "test_acc"
 
 
+def test_lr_robustness_measures_the_good_range_around_the_best_lr_and_its_edge():
+    """On a grid of 6 LRs: a wide schedule (within 1 pt of its best over three LRs, the top LR
+    diverging) and a narrow one (good at its best LR alone, but the grid cannot tell its
+    neighbour apart), with warmup as a second setting that widens the narrow one."""
+    lrs = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+    curves = {
+        ("", "wide"): [0.70, 0.795, 0.80, 0.797, 0.78, 0.10],
+        ("", "narrow"): [0.60, 0.70, 0.80, 0.70, 0.60, 0.50],
+        ("warmup", "narrow"): [0.60, 0.795, 0.80, 0.795, 0.60, 0.50],
+    }
+    noise = {"": [0.0, 0.0005, -0.0005], "warmup": [0.0, 0.0005, -0.0005]}
+    rows = []
+    for (setting, schedule), accs in curves.items():
+        for lr, acc in zip(lrs, accs, strict=True):
+            for seed, e in enumerate(noise[setting]):
+                spread = 0.05 if (schedule == "narrow" and lr == 0.03 and not setting) else 0
+                rows.append(
+                    {
+                        "run_id": f"{setting}{schedule}-{lr}-{seed}",
+                        "setting": setting,
+                        "schedule": schedule,
+                        "seed": seed,
+                        "lr": lr,
+                        "final_val_acc": acc + e + spread * (seed - 1),
+                        "diverged": schedule == "wide" and lr == 3.0,
+                        "n_val": 1000.0,
+                        "n_test": 1000.0,
+                    }
+                )
+    table = analysis.lr_robustness(pd.DataFrame(rows)).set_index(["setting", "schedule"])
+    wide = table.loc[("", "wide")]
+    assert (wide["best_lr"], wide["good_low"], wide["good_high"]) == (0.1, 0.03, 0.3)
+    assert wide["good_decades"] == pytest.approx(1.0)
+    assert wide["diverged_from"] == 3.0 and not wide["open"]
+    narrow = table.loc[("", "narrow")]
+    assert (narrow["good_low"], narrow["good_high"], narrow["good_decades"]) == (0.1, 0.1, 0.0)
+    # its neighbour at 0.03 is 10 points down on average but so noisy that its CI reaches 79%
+    assert (narrow["plausible_low"], narrow["plausible_high"]) == (0.03, 0.1)
+    assert math.isnan(narrow["diverged_from"])
+    warm = table.loc[("warmup", "narrow")]
+    assert (warm["good_low"], warm["good_high"]) == (0.03, 0.3)  # warmup widens the range
+
+
 def test_schedule_free_runs_sit_beside_the_schedules():
     sgd = {"optimizer._target_": "torch.optim.SGD", "optimizer.nesterov": "False"}
     free = {

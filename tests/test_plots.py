@@ -119,7 +119,23 @@ def sensitivity() -> pd.DataFrame:
 
 
 @pytest.fixture
-def figures(epochs, per_run, summary, lr, diffs, stab, sensitivity):
+def robustness() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "setting": ["", "", "warmup 0.05", ""],
+            "schedule": ["constant", "cosine", "cosine", "step"],
+            "best_lr": [0.1, 0.1, 0.3, 0.1],
+            "good_low": [0.1, 0.03, 0.03, 0.1],
+            "good_high": [0.1, 0.3, 1.0, 0.1],
+            "plausible_low": [0.03, 0.03, 0.03, 0.1],
+            "plausible_high": [0.3, 0.3, 1.0, 0.1],
+            "diverged_from": [1.0, np.nan, np.nan, 3.0],
+        }
+    )
+
+
+@pytest.fixture
+def figures(epochs, per_run, summary, lr, diffs, stab, sensitivity, robustness):
     """Every figure, by name, as a function that draws it afresh."""
     return {
         "val_acc_curves": lambda: plots.val_acc_curves(epochs, SCHEDS, baseline="constant"),
@@ -131,6 +147,7 @@ def figures(epochs, per_run, summary, lr, diffs, stab, sensitivity):
         "forest": lambda: plots.forest(diffs, "constant", "final val acc", band=(-0.005, 0.005)),
         "stability": lambda: plots.stability(stab, SCHEDS),
         "lr_sensitivity": lambda: plots.lr_sensitivity(sensitivity, SCHEDS),
+        "lr_robustness": lambda: plots.lr_robustness(robustness, SCHEDS),
     }
 
 
@@ -411,3 +428,28 @@ def test_val_acc_differences_keep_every_band_inside_the_axes(epochs):
     assert any(
         line.get_linestyle() == "--" and set(line.get_ydata()) == {0} for line in ax.get_lines()
     )
+
+
+def test_lr_robustness_draws_each_range_in_its_schedules_colour(figures):
+    ax = figures["lr_robustness"]().get_axes()[0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "constant",
+        "cosine",
+        "cosine (warmup 0.05)",
+        "step",
+    ]
+    solid = [
+        line for line in ax.get_lines() if line.get_linewidth() == 7 and line.get_alpha() is None
+    ]
+    assert [tuple(line.get_xdata()) for line in solid] == [
+        (0.1, 0.1),
+        (0.03, 0.3),
+        (0.03, 1.0),
+        (0.1, 0.1),
+    ]
+    assert [to_hex(line.get_color()) for line in solid] == [
+        want(s) for s in ("constant", "cosine", "cosine", "step")
+    ]
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert [line.get_xdata()[0] for line in crosses] == [1.0, 3.0]

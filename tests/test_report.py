@@ -146,6 +146,11 @@ def test_a_swept_lr_with_a_schedule_free_optimizer(tmp_path):
     sens = pd.read_csv(tmp_path / "r" / "lr_sensitivity.csv")
     assert sorted(set(sens["lr"])) == [0.05, 0.1, 0.15]
     assert any("(the runs without a setting of their own)" in w for w in made.warnings)
+    robust = pd.read_csv(tmp_path / "r" / "lr_robustness.csv").set_index("schedule")
+    assert robust.loc["constant", "best_lr"] == 0.1 and robust.loc["cosine", "best_lr"] == 0.05
+    assert robust.loc["sgd_schedulefree", "n_lrs"] == 1  # its own LR: one point, no range
+    assert (tmp_path / "r" / "lr_robustness.png").exists()
+    assert "How wide each schedule's good base LR is" in (tmp_path / "r" / "report.md").read_text()
 
 
 def test_every_claim_tested_names_its_source_in_the_csv_and_report(written):

@@ -20,6 +20,9 @@ from bench.schedules import SCHEDULE_FREE
 _PER_RUN = ("seed", "run_name", "schedule")
 # The schedule's knobs (they belong to the schedule) and Hydra's own keys.
 _NOT_SETTINGS = ("schedule.", "hydra.")
+# But warmup, which goes on any schedule alike: runs that differ in it are settings apart (an
+# axis of its own, as in "does warmup widen the good LR range?"), not one schedule pooled.
+_ORTHOGONAL = ("schedule.warmup_fraction",)
 # How a run was executed, which no study compares (it may move the last bits of the numbers).
 EXECUTION = ("trainer.num_threads",)
 # Params a run derives from its settings (the data's sizes, the step count).
@@ -47,14 +50,15 @@ def params_of(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def is_setting(column: str) -> bool:
-    """Whether a param is part of what runs compare: not the seed, the schedule, a derived size,
-    how the run was executed, or a key that cannot change a run's numbers
-    (``bench.resume.IGNORED``: where it was recorded, how it was displayed, ...)."""
+    """Whether a param is part of what runs compare: not the seed, the schedule and its knobs
+    (warmup aside), a derived size, how the run was executed, or a key that cannot change a
+    run's numbers (``bench.resume.IGNORED``: where it was recorded, how it was displayed,
+    ...)."""
     return (
         column not in _PER_RUN
         and column not in _DERIVED
         and column not in EXECUTION
-        and not column.startswith(_NOT_SETTINGS)
+        and (column in _ORTHOGONAL or not column.startswith(_NOT_SETTINGS))
         and not any(column == key or column.startswith(f"{key}.") for key in IGNORED)
     )
 

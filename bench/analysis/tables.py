@@ -420,6 +420,60 @@ def lr_sensitivity(per_run: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFram
     return table.assign(near_best=table["mean"] >= best - NEAR_BEST_LR)
 
 
+def _span(lrs: pd.Series, ok: pd.Series, best: int) -> tuple[float, float]:
+    """The lowest and highest LR of the run of ``ok`` LRs (sorted) around position ``best``."""
+    low = high = best
+    while low > 0 and ok[low - 1]:
+        low -= 1
+    while high < len(lrs) - 1 and ok[high + 1]:
+        high += 1
+    return lrs[low], lrs[high]
+
+
+def lr_robustness(per_run: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFrame:
+    """How wide each schedule's good peak LR is, from a grid of base LRs: per setting (apart
+    from the LR) and schedule, ``best_lr`` (the highest mean ``metric``); ``good_low`` to
+    ``good_high``, the LRs next to it, on both sides without a gap, whose mean is within
+    ``NEAR_BEST_LR`` of the best's, and ``good_decades``, that range's width in decades
+    (log10 of high over low; 0 when the best LR stands alone); ``plausible_low`` to
+    ``plausible_high`` and ``plausible_decades``, the same for LRs whose 95% CI reaches within
+    that distance (the range the grid cannot tell from good); ``diverged_from``, the lowest LR at
+    which a run diverged (NaN: none did), the edge of the usable range; ``open`` when the good
+    range reaches an end of the grid (its width is then a lower bound). ``per_run`` needs ``lr``,
+    ``setting`` and ``diverged``."""
+    sens = lr_sensitivity(per_run, metric)
+    rows = []
+    for (setting, schedule), grid in sens.groupby(["setting", "schedule"], sort=False):
+        grid = grid.sort_values("lr").reset_index(drop=True)
+        best = int(grid["mean"].idxmax())
+        floor = grid["mean"][best] - NEAR_BEST_LR
+
+        good = _span(grid["lr"], grid["mean"] >= floor, best)
+        plausible = _span(grid["lr"], grid["ci_high"].fillna(grid["mean"]) >= floor, best)
+        mine = per_run[(per_run["setting"] == setting) & (per_run["schedule"] == schedule)]
+        diverged = mine.loc[mine["diverged"].astype(bool), "lr"]
+        rows.append(
+            {
+                "setting": setting,
+                "schedule": schedule,
+                "n_lrs": len(grid),
+                "best_lr": grid["lr"][best],
+                "best_mean": grid["mean"][best],
+                "best_ci_low": grid["ci_low"][best],
+                "best_ci_high": grid["ci_high"][best],
+                "good_low": good[0],
+                "good_high": good[1],
+                "good_decades": math.log10(good[1] / good[0]),
+                "plausible_low": plausible[0],
+                "plausible_high": plausible[1],
+                "plausible_decades": math.log10(plausible[1] / plausible[0]),
+                "diverged_from": float(diverged.min()) if len(diverged) else math.nan,
+                "open": good[0] == grid["lr"].iloc[0] or good[1] == grid["lr"].iloc[-1],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def at_best_lr(
     per_run: pd.DataFrame,
     baseline: str = BASELINE,

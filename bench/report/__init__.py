@@ -6,10 +6,11 @@ A report is one folder:
   bottom;
 - tables as CSV (stable, machine-readable column names; accuracies as fractions), Markdown and
   LaTeX (booktabs; readable headers, points): ``accuracy``, ``stability``, ``claims``, and where
-  they apply ``ensemble``, ``ranks`` (several settings), ``lr_sensitivity`` and ``at_best_lr``
-  (a swept base LR);
+  they apply ``ensemble``, ``ranks`` (several settings), ``lr_sensitivity``, ``at_best_lr``
+  and ``lr_robustness`` (a swept base LR);
 - figures as PNG and SVG (and PDF on request): ``val_acc_curves``, ``val_acc_differences``,
-  ``final_acc_per_seed``, ``forest``, ``stability``, ``lr_traces``, ``lr_sensitivity``; one
+  ``final_acc_per_seed``, ``forest``, ``stability``, ``lr_traces``, ``lr_sensitivity`` and
+  ``lr_robustness`` (a swept base LR); one
   set per setting when the runs differ in more than the schedule and the seed
   (``val_acc_curves-1.png``, ...).
 

@@ -23,6 +23,7 @@ class Analysed:
     claims: pd.DataFrame
     ranks: pd.DataFrame | None
     sensitivity: pd.DataFrame | None
+    robustness: pd.DataFrame | None
     at_best_lr: pd.DataFrame | None
     settings: list[str]
     n_repeats: int
@@ -41,7 +42,7 @@ def analyse(data: tracking.Runs, options: Options) -> Analysed:
     b = options.baseline
     accuracy = analysis.accuracy_table(per_run, runs, b, preferred)
     settings = sorted(per_run["setting"].unique())
-    sensitivity = best = None
+    sensitivity = best = robustness = None
     # The base LR is swept when it is one of the settings the runs differ in (a schedule-free
     # optimizer's own LR is one of its knobs, not a setting).
     without_lr = analysis.setting_labels(runs, without=("optimizer.lr",))
@@ -52,6 +53,7 @@ def analyse(data: tracking.Runs, options: Options) -> Analysed:
             lr=per_run["run_id"].map(dict(zip(finished["run_id"], lrs, strict=True))),
         )
         sensitivity = analysis.lr_sensitivity(swept, options.metric)
+        robustness = analysis.lr_robustness(swept, options.metric)
         # The LR is chosen on validation, whatever the headline: never on the test set.
         choose_on = analysis.HEADLINE if options.metric == "test_acc" else options.metric
         best = analysis.at_best_lr(swept, b, preferred, choose_on=choose_on)
@@ -86,6 +88,7 @@ def analyse(data: tracking.Runs, options: Options) -> Analysed:
         if len(settings) > 1
         else None,
         sensitivity=sensitivity,
+        robustness=robustness,
         at_best_lr=best,
         settings=settings,
         n_repeats=n_repeats,

@@ -124,6 +124,7 @@ def _figure_section(settings: list[str], has_sensitivity: bool) -> str:
     )
     if has_sensitivity:
         text += "\n![Accuracy against the base LR](lr_sensitivity.png)\n"
+        text += "\n![The good base LRs of each schedule](lr_robustness.png)\n"
     return text
 
 
@@ -197,6 +198,13 @@ def report_md(
             "validation accuracy), compared on test accuracy, paired by seed with "
             f"{b} at its best LR:\n",
             md["at_best_lr"],
+            "\nHow wide each schedule's good base LR is: the LRs next to its best, without a "
+            "gap, whose mean is within 1 point of the best's; the wider range whose 95% CI "
+            "reaches that far, which this grid cannot tell from good; and the lowest LR at "
+            "which a run diverged. A wider range is a schedule that forgives a badly chosen "
+            "LR (warmup's main benefit, Kalra & Barkeshli, NeurIPS 2024: where warmup is a "
+            "setting, compare its rows).\n",
+            md["lr_robustness"],
         ]
     sections += [
         "\n## Figures\n",

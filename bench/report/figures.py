@@ -62,3 +62,4 @@ def write_figures(a: Analysed, options: Options, folder: Path, lr: pd.DataFrame)
     if a.sensitivity is not None:
         order = analysis.order(set(a.sensitivity["schedule"]), preferred, b)
         plots.save(plots.lr_sensitivity(a.sensitivity, order), folder, "lr_sensitivity", formats)
+        plots.save(plots.lr_robustness(a.robustness, order), folder, "lr_robustness", formats)

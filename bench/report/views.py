@@ -216,6 +216,33 @@ def sensitivity_view(sens: pd.DataFrame, metric: str) -> pd.DataFrame:
     )
 
 
+def robustness_view(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    def lrs(low: float, high: float, decades: float) -> str:
+        return f"{low:g}" if low == high else f"{low:g}–{high:g} ({decades:.2g} decades)"
+
+    return _with_setting(
+        table,
+        {
+            "schedule": table["schedule"],
+            "LRs tried": table["n_lrs"].astype(str),
+            "best base LR": [f"{v:g}" for v in table["best_lr"]],
+            f"its {METRIC_NAMES[metric]} % [95% CI]": [
+                _interval(r.best_mean, r.best_ci_low, r.best_ci_high) for r in table.itertuples()
+            ],
+            "within 1 pt of it": [
+                lrs(r.good_low, r.good_high, r.good_decades)
+                + (" (reaches the grid's end)" if r.open else "")
+                for r in table.itertuples()
+            ],
+            "cannot be told from those": [
+                lrs(r.plausible_low, r.plausible_high, r.plausible_decades)
+                for r in table.itertuples()
+            ],
+            "diverged from": ["–" if pd.isna(v) else f"{v:g}" for v in table["diverged_from"]],
+        },
+    )
+
+
 def to_markdown(view: pd.DataFrame) -> str:
     return view.to_markdown(index=False, disable_numparse=True) + "\n"
 
@@ -265,4 +292,5 @@ def tables(a: Analysed, options: Options) -> dict[str, tuple[pd.DataFrame, pd.Da
     if a.sensitivity is not None:
         tables["lr_sensitivity"] = (a.sensitivity, sensitivity_view(a.sensitivity, m))
         tables["at_best_lr"] = (a.at_best_lr, _at_best_view(a.at_best_lr, b))
+        tables["lr_robustness"] = (a.robustness, robustness_view(a.robustness, m))
     return tables
