@@ -23,8 +23,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from bench import budget, launch, resume, run, sequential, tracking  # launch: resolvers
 from bench import config as bench_config
-from bench import launch, resume, run, sequential, tracking  # launch: the launchers' resolvers
 from bench.rules import did_you_mean
 from bench.sweep import (
     Sweep,
@@ -329,6 +329,8 @@ def sweep_main() -> None:
     _preflight("sweep")
     if sequential.requested(sys.argv[1:]):
         sys.exit(sequential.main(sys.argv[1:]))
+    if budget.requested(sys.argv[1:]):
+        sys.exit(budget.main(sys.argv[1:]))
     _guarded(_sweep_app)
 
 

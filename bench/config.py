@@ -137,6 +137,7 @@ OPTIONAL: dict[str, Rule] = {
         "null or a list of epochs (integers >= 1) to keep a checkpoint at, e.g. [3, 6]",
     ),
     "branch.checkpoint": or_null(NAME),
+    "branch.from_sweep": or_null(NAME),
     "trainer.max_steps": (lambda x: x == -1 or COUNT[0](x), "-1 (no limit) or an integer >= 1"),
     "trainer.limit_train_batches": LIMIT_BATCHES,
     "trainer.check_val_every_n_epoch": COUNT_OR_NULL,
@@ -609,10 +610,39 @@ def branch_problems(cfg: Mapping[str, Any]) -> list[str]:
             f"trainer.keep_epochs: got {list(keep)} with trainer.max_epochs={epochs}; allowed: "
             f"epochs in [1, {epochs}]"
         )
+    from bench import lightning, run, tracking
+
     path = _get(cfg, "branch.checkpoint")
+    sweep = _get(cfg, "branch.from_sweep")
+    if isinstance(sweep, str):
+        if isinstance(path, str):
+            return found + [
+                "branch.from_sweep: set together with branch.checkpoint; allowed: one of them"
+            ]
+        epoch = spec.branch_epoch(cfg)
+        if epoch != int(epoch):
+            return found + [
+                f"branch.from_sweep: a wsd run of {epochs} epochs with schedule.decay_fraction="
+                f"{cfg['schedule'].get('decay_fraction')} cools down from epoch {epoch:g}, not "
+                "from an epoch's end; allowed: a decay_fraction x max_epochs that is a whole "
+                "number"
+            ]
+        uri = tracking.resolve_uri(_get(cfg, "tracking.uri") or None)
+        try:
+            path = tracking.branch_point(uri, sweep, cfg["seed"], int(epoch))
+        except Exception as e:
+            path, why = None, f" ({type(e).__name__}: {e})"
+        else:
+            why = ""
+        if path is None:
+            return found + [
+                f"branch.from_sweep: sweep {sweep} has no finished run of seed {cfg['seed']} "
+                f"that kept a checkpoint at epoch {int(epoch)}{why}; allowed: a sweep whose runs "
+                f"kept it (trainer.keep_epochs=[{int(epoch)}, ...]); a finished run without it "
+                "is trained again with rerun=true"
+            ]
     if not isinstance(path, str):
         return found
-    from bench import lightning, run
 
     if not run.checkpoint_usable(path):
         return found + [

@@ -42,6 +42,8 @@ IGNORED = (
     "trainer.enable_model_summary",
     "trainer.enable_checkpointing",
     "trainer.checkpoint_seconds",
+    # how a run is made, not what it is: a branch is the run trained straight, made cheaper
+    "branch",
 )
 
 RUN, SKIP, RUNNING, RESUME = "run", "skip", "running", "resume"

@@ -142,6 +142,18 @@ def file_digest(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def branch_checkpoint(config: Mapping[str, Any], tracking_uri: str) -> str | None:
+    """The checkpoint a run starts from: ``branch.checkpoint``, or the one the run of its seed
+    in sweep ``branch.from_sweep`` kept at the epoch ``spec.branch_epoch`` names."""
+    branch = config.get("branch") or {}
+    if branch.get("checkpoint"):
+        return branch["checkpoint"]
+    epoch = spec.branch_epoch(config)
+    if epoch is None or epoch != int(epoch):
+        return None
+    return tracking.branch_point(tracking_uri, branch["from_sweep"], config["seed"], int(epoch))
+
+
 def branch_origin(config: Mapping[str, Any], tracking_uri: str) -> dict[str, Any] | None:
     """Where a run with ``branch.checkpoint`` starts: that checkpoint, the run it is of, the
     epochs and optimizer steps it holds, and a start time back-dated by the time that run took
@@ -150,7 +162,7 @@ def branch_origin(config: Mapping[str, Any], tracking_uri: str) -> dict[str, Any
 
     from bench import lightning
 
-    path = (config.get("branch") or {}).get("checkpoint")
+    path = branch_checkpoint(config, tracking_uri)
     if not path:
         return None
     origin = lightning.checkpoint_origin(path)

@@ -25,6 +25,9 @@ _NOT_SETTINGS = ("schedule.", "hydra.")
 _ORTHOGONAL = ("schedule.warmup_fraction",)
 # How a run was executed, which no study compares (it may move the last bits of the numbers).
 EXECUTION = ("trainer.num_threads",)
+# What a run keeps for others, which changes none of its numbers (its identity still tells a
+# run that kept its checkpoints from one that did not: only the first can be branched from).
+_KEEPS = ("trainer.keep_epochs",)
 # Params a run derives from its settings (the data's sizes, the step count).
 _DERIVED = (
     "total_steps",
@@ -58,6 +61,7 @@ def is_setting(column: str) -> bool:
         column not in _PER_RUN
         and column not in _DERIVED
         and column not in EXECUTION
+        and column not in _KEEPS
         and (column in _ORTHOGONAL or not column.startswith(_NOT_SETTINGS))
         and not any(column == key or column.startswith(f"{key}.") for key in IGNORED)
     )

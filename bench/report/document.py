@@ -145,6 +145,7 @@ def report_md(
         f"# Report: {data.experiment}\n",
         "## What was run\n",
         _provenance(data, a, scope, commands),
+        f"\n{options.made}\n" if options.made else "",
         warnings,
         "## Verdicts\n",
         _verdicts_intro(name, options, a.claims),

@@ -38,6 +38,9 @@ class Options:
     # and why the rounds stopped; empty for a report of a fixed set of seeds.
     looks: Sequence[int] = ()
     stopping: str = ""
+    # How a study made its runs, when a driver made them in rounds (``bench.budget``): said
+    # under "What was run".
+    made: str = ""
 
 
 def options_from(config: dict) -> Options:

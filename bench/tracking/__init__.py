@@ -43,6 +43,7 @@ from bench.tracking.reading import (
     RUN_COLUMNS,
     Point,
     Runs,
+    branch_point,
     check_sweep,
     elapsed_ms,
     equals,
@@ -106,6 +107,7 @@ from bench.tracking.writing import (
 )
 
 __all__ = [
+    "branch_point",
     "BRANCHED_FROM_TAG",
     "BRANCHES_TAG",
     "STEP_METRICS",

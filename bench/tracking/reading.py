@@ -4,6 +4,7 @@ query where the store allows it (``_histories``), as the tidy frames the analysi
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import sys
@@ -17,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.tracking.store import client
 from bench.tracking.tags import (
+    BRANCHES_TAG,
     DIVERGED_TAG,
     ENSEMBLE_METRICS,
     EPOCH_METRICS,
@@ -436,3 +438,18 @@ def elapsed_ms(uri: str, run_id: str, epoch: int) -> int:
     start = mc.get_run(run_id).info.start_time
     points = [m for m in mc.get_metric_history(run_id, "val_acc") if m.step == epoch]
     return max(0, points[-1].timestamp - start) if points else 0
+
+
+def branch_point(uri: str, sweep: str, seed: int, epoch: int) -> str | None:
+    """The checkpoint that the finished run of ``seed`` in sweep ``sweep`` kept at ``epoch``
+    (``trainer.keep_epochs``; tag ``bench.branches``), or None."""
+    mc = client(uri)
+    experiment_id = mc.get_run(sweep).info.experiment_id
+    for q in _in_sweep(equals("tags", KIND_TAG, "run"), sweep):
+        for r in search(mc, experiment_id, q):
+            kept = r.data.tags.get(BRANCHES_TAG)
+            if r.info.status == "FINISHED" and r.data.tags.get("seed") == str(seed) and kept:
+                path = json.loads(kept).get(str(epoch))
+                if path:
+                    return path
+    return None
