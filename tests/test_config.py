@@ -269,7 +269,7 @@ DIGITS_RUN = "a run of 270 optimizer steps (18 per epoch x 15 epochs)"  # 1149 i
             ["+foo=1"],
             "foo: not a key of the config (the nearest: 'model'); allowed: data, model, "
             "optimizer, schedule, trainer, seed, run_name, rerun, finetune, branch, tracking, "
-            "report, launch, lr_find",
+            "report, budget, launch, lr_find",
         ),
         (["+sede=1"], "sede: not a key of the config (the nearest: 'seed'); allowed: data, "),
         (
