@@ -177,7 +177,6 @@ def test_a_schedules_colour_does_not_depend_on_the_others(lr):
 
 def test_unknown_names_get_a_fixed_spare_colour():
     assert plots.colour("my_schedule") in plots.SPARE_COLOURS
-    assert plots.colour("my_schedule") == plots.colour("my_schedule")  # fixed: from the name
     assert plots.colour("my_schedule") not in plots.COLOURS.values()
 
 
