@@ -44,8 +44,9 @@ def ui(session: nox.Session) -> None:
 
     Runs a short default sweep into a fresh store (or reuses `-- --store DIR`), serves it with
     `mlflow server`, and drives Debian's Chromium and chromedriver (`apt install chromium
-    chromium-driver`) through Selenium: the runs table, the runs grouped by schedule in the chart
-    view, the sweep's parent run. Not part of CI, which has no browser.
+    chromium-driver`) through Selenium from the address bench printed: the sweep's saved view
+    (runs grouped by schedule in the chart view, then as a table), the sweep's parent run. Not
+    part of CI, which has no browser.
     """
     session.install(".", "selenium")
     session.run("python", "tests/ui_screenshots.py", "--out", "results/ui", *session.posargs)

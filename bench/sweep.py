@@ -410,7 +410,8 @@ class SweepCallback(Callback):
             else ""
         )
         print(f"\nSweep done: {n_finished} of {sweep.n_runs} runs finished.{elsewhere}")
-        print(tracking.browse_hint(sweep.tracking_uri, sweep.experiment_id))
+        view = made.view if config.report.after_sweep and n_finished else None
+        print(tracking.browse_hint(sweep.tracking_uri, sweep.experiment_id, view))
         if failed:
             print("Failed:\n" + "\n".join(f"  - {f}" for f in failed), file=sys.stderr)
             raise SystemExit(1)

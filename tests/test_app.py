@@ -1,5 +1,6 @@
 """The real applications end to end: Hydra multirun -> Lightning -> MLflow (SQLite) -> report."""
 
+import json
 import os
 import re
 import shutil
@@ -230,6 +231,38 @@ def test_report_is_logged_to_the_sweep_parent(sweep):
     assert all(r.data.params["seed"] == "0" for r in kids.values())
     experiment = client.get_experiment(parent.info.experiment_id)
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def saved_view(client, parent) -> dict:
+    """The sweep's saved view of MLflow's runs page, as the UI reads it: its state, its name."""
+    experiment = client.get_experiment(parent.info.experiment_id)
+    envelope = json.loads(experiment.tags[f"mlflow.sharedViewState.bench-{parent.info.run_id}"])
+    assert isinstance(envelope["createdAt"], int) and isinstance(envelope["state"], str)
+    return json.loads(envelope["state"]) | {"name": envelope["name"]}
+
+
+def test_the_report_saves_the_sweeps_comparison_as_a_view_of_mlflows_ui(sweep):
+    _, _, _, client, runs = sweep
+    parent = next(r for r in runs if r.data.tags.get("bench.kind") == "sweep")
+    view = saved_view(client, parent)
+    assert view["name"] == parent.info.run_name  # listed under "Views" by the sweep's name
+    # Its filter finds exactly the sweep's runs, grouped by schedule, the mean of each group.
+    shown = client.search_runs([parent.info.experiment_id], view["searchFilter"])
+    assert {r.info.run_id for r in shown} == {r.info.run_id for r in children(runs)}
+    assert view["groupBy"]["groupByKeys"] == [{"mode": "param", "groupByData": "schedule"}]
+    assert view["groupBy"]["aggregateFunction"] == "average"
+    assert {"metrics.`val_acc`", "params.`schedule`", "params.`seed`"} <= set(
+        view["selectedColumns"]
+    )
+    charts = {c["metricKey"]: c for c in view["compareRunCharts"]}
+    assert list(charts)[0] == "val_acc" and charts["val_acc"]["type"] == "LINE"
+    # val_acc drawn on the data's range, every epoch of every run inside it.
+    accuracies = [
+        m.value for r in children(runs) for m in client.get_metric_history(r.info.run_id, "val_acc")
+    ]
+    low, high = charts["val_acc"]["range"]["yMin"], charts["val_acc"]["range"]["yMax"]
+    assert low < min(accuracies) and max(accuracies) < high <= 1.0
+    assert high - low < 1.0 or min(accuracies) < 0.01
 
 
 def test_progress_names_run_of_total_and_epoch(sweep):
@@ -628,6 +661,23 @@ def test_a_grid_over_a_setting_is_reported_per_setting(tmp_path):
     assert "### Setting 2: optimizer.lr=0.1" in text and "Settings** that vary (2)" in text
     assert "## Base LR" in text and "## Across settings" in text
     assert "optimizer.lr=0.1" in result.stdout  # the terminal table names the setting
+    # The address bench prints opens the sweep's comparison in MLflow's UI, grouped by
+    # schedule and by the setting that varies.
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("digits")
+    parent = client.search_runs(
+        [experiment.experiment_id], "tags.`bench.kind` = 'sweep'", max_results=1
+    )[0]
+    address = result.stdout.strip().splitlines()[-1].rsplit(" ", 1)[-1]
+    assert address == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?"
+        f"workflowType=machine_learning&viewStateShareKey=bench-{parent.info.run_id}"
+        "&compareRunsMode=CHART"
+    )
+    view = saved_view(client, parent)
+    keys = [k["groupByData"] for k in view["groupBy"]["groupByKeys"]]
+    assert keys == ["schedule", "optimizer.lr"]
+    assert "params.`optimizer.lr`" in view["selectedColumns"]
 
 
 def test_new_schedules_and_schedule_free_run_on_the_cifar_preset(cifar_archive, tmp_path):

@@ -3,25 +3,22 @@
 What it does, top to bottom:
 
 1. Makes a small real store (``bench trainer.max_epochs=4`` in a temp folder: the default sweep,
-   5 schedules x 3 seeds on sklearn digits, 1.5 to 3 min on 2 CPU cores), or reuses ``--store``.
-   Checks with MlflowClient what bench promises to record: the experiment ``digits`` tagged
-   ``mlflow.experimentKind=custom_model_development``, one sweep parent run (tag
-   ``bench.kind=sweep``) with the headline metrics and report.md, its runs nested under it with
-   params ``schedule`` and ``seed`` and metric ``val_acc``.
-2. Serves it with ``mlflow server`` on 127.0.0.1 and drives headless Chromium with Selenium:
+   5 schedules x 3 seeds on sklearn digits, 1.5 to 3 min on 2 CPU cores) and keeps the address
+   bench printed at its end ("Browse the runs: ..."), or reuses ``--store`` (the address then
+   built as bench builds it). Checks with MlflowClient what bench promises to record: the
+   experiment ``digits``, one sweep parent run (tag ``bench.kind=sweep``) with the headline
+   metrics and report.md, its runs nested under it with params ``schedule`` and ``seed`` and
+   metric ``val_acc``, and the sweep's saved view (experiment tag
+   ``mlflow.sharedViewState.bench-<parent id>``).
+2. Serves it with ``mlflow server`` on 127.0.0.1 and drives headless Chromium with Selenium,
+   from the address bench printed and nothing else:
 
-   - ``landing.png``: the experiment as MLflow first opens it (``#/experiments/<id>``); prints
-     whether that is the training-runs view or the GenAI overview. (MLflow 3.17's UI opens every
-     experiment on the GenAI overview, whatever its ``mlflow.experimentKind`` tag: the view follows
-     the sidebar's "GenAI | Model training" switch, GenAI by default, remembered by the browser.)
-   - ``runs.png``: sidebar switch "Model training" (when MLflow opened on GenAI), the sweep's
-     parent row expanded with its [+], "Columns": val_acc, test_acc, schedule and seed ticked,
-     Dataset, Source and Models (empty for bench) unticked.
-   - ``grouped_chart.png``: "Group by" -> Params -> schedule, then the Chart view (the chart icon
-     beside the table icon), chart search "val_acc", the val_acc chart's Y axis set to the data's
-     range ("Edit chart"), shown full screen: one line per schedule, the mean over its seeds with a
-     min-max band. ``grouped_view.png``: the Chart view behind it, with the grouped runs list
-     (its small val_acc chart keeps the 0-1 axis: only the full-screen chart takes the range).
+   - ``compare.png``: what that address opens: the sweep's saved view, its runs grouped by
+     ``schedule``, the chart view with ``val_acc`` per epoch on the data's range (one line per
+     schedule, the mean over its seeds with a min-max band), ``test_acc``, ``val_loss``, ``lr``;
+     ``compare_chart.png``: the ``val_acc`` chart full screen, its legend naming every schedule.
+   - ``runs.png``: the same view as a table (the first of the view buttons): the columns
+     ``val_acc``, ``test_acc``, ``schedule`` and ``seed``.
    - ``parent_run.png``: the sweep's parent run, its Overview with the headline metrics;
      ``report_artifact.png``: its Artifacts tab with report.md rendered.
 3. Prints each check and exits non-zero with a message naming the step that failed (and saves
@@ -56,46 +53,31 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
+
+from bench.tracking import VIEW_TAG, address, view_key
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WINDOW = (1600, 1000)
 WAIT_S = 30  # longest explicit wait for one element
-GUIDANCE_WAIT_S = 10  # how long the GenAI overview may take to pop its "Detect Issues" tip
 SERVER_START_S = 90  # mlflow server takes 10-20 s to answer /health on 2 busy cores
 SETTLE_S = 1.0  # let Plotly and the table finish drawing before a screenshot
 
 EXPERIMENT = "digits"
-EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 BENCH_ARGS = ["trainer.max_epochs=4"]
 GROUP_PARAM = "schedule"
 CHART_METRIC = "val_acc"
-TABLE_COLUMNS = ["val_acc", "test_acc", "schedule", "seed"]  # ticked in "Columns"
-EMPTY_COLUMNS = ["Dataset", "Source", "Models"]  # shown by default, all "-" for bench: unticked
+TABLE_COLUMNS = ["val_acc", "test_acc", "schedule", "seed"]  # in the view's table
+LOCAL_UI = "http://127.0.0.1:5000"  # where the address bench prints points (``mlflow ui``)
 
 # Locators in MLflow 3.17's UI, found by reading its DOM.
-GUIDANCE_CLOSE = (By.CSS_SELECTOR, "[aria-label='Close guidance']")
 ASSISTANT_CLOSE = (By.CSS_SELECTOR, "[data-component-id='mlflow.assistant.chat_panel.close']")
-MODEL_TRAINING_TOGGLE = (By.XPATH, "//div[@role='button'][normalize-space(.)='Model training']")
 RUN_LINKS = (By.XPATH, "//div[@role='gridcell']//a[contains(@href, '/runs/')]")
-EXPAND_CHILD_RUNS = (By.CSS_SELECTOR, "button[data-component-id$='runnamecellrenderer.tsx_46']")
-MATCHING_RUNS = (By.XPATH, "//span[strong][contains(normalize-space(.), 'matching runs')]")
-COLUMNS_BUTTON = (By.CSS_SELECTOR, "[data-testid='column-selection-dropdown']")
-COLUMNS_SEARCH = (By.CSS_SELECTOR, "input[placeholder='Search columns']")
-GROUP_BY_BUTTON = (By.XPATH, "//button[normalize-space(.)='Group by']")
-GROUP_BY_SEARCH = (By.XPATH, "//input[@placeholder='Search']")
-CHART_VIEW = (By.XPATH, "//input[@name='runs-view-mode'][@value='CHART']/ancestor::label")
-CHART_SEARCH = (By.XPATH, "//input[@placeholder='Search metric charts']")
+GROUPED_BY = (By.XPATH, f"//button[starts-with(normalize-space(.), 'Group by: {GROUP_PARAM}')]")
+TABLE_VIEW = (By.XPATH, "//input[@name='runs-view-mode'][@value='TABLE']/ancestor::label")
 CARD = "//div[@data-testid='experiment-view-compare-runs-card']"  # a chart; its h4 is the title
-CARD_MENU = (By.CSS_SELECTOR, "[data-testid='experiment-view-compare-runs-card-menu']")
-CARD_EDIT = (By.CSS_SELECTOR, "[data-testid='experiment-view-compare-runs-card-edit']")
-CARD_TO_TOP = (By.CSS_SELECTOR, "[data-testid='experiment-view-compare-runs-move-to-top']")
-Y_MIN = (By.CSS_SELECTOR, "input[aria-label='y-axis-min']")
-Y_MAX = (By.CSS_SELECTOR, "input[aria-label='y-axis-max']")
-SAVE_CHART = (By.CSS_SELECTOR, "[data-testid='experiment-view-compare-runs-chart-modal-confirm']")
 FULLSCREEN = (By.CSS_SELECTOR, "button[data-component-id='fullscreen_button_chartcard']")
 LEGEND_TEXT = (By.XPATH, "//div[@role='dialog']//span[contains(normalize-space(.), ' (')]")
 DIALOG_CLOSE = (By.XPATH, "//div[@role='dialog']//button[@aria-label='Close']")
@@ -129,11 +111,6 @@ def check_store(folder: Path) -> dict:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         raise UICheckFailed(f"no experiment {EXPERIMENT!r} in {folder / 'mlflow.db'}")
-    key, value = EXPERIMENT_KIND
-    if experiment.tags.get(key) != value:
-        raise UICheckFailed(
-            f"experiment {EXPERIMENT!r} has tag {key}={experiment.tags.get(key)!r}, want {value!r}"
-        )
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     sweeps = [r for r in runs if r.data.tags.get("bench.kind") == "sweep"]
     if not sweeps:
@@ -147,24 +124,33 @@ def check_store(folder: Path) -> dict:
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     if not any(m.endswith(".final_val_acc_pct") for m in headline) or "report.md" not in artifacts:
         raise UICheckFailed(f"the sweep parent lacks headline metrics or report.md: {artifacts}")
-    accuracies = [
-        m.value for r in children for m in client.get_metric_history(r.info.run_id, CHART_METRIC)
-    ]
+    view = f"{VIEW_TAG}{view_key(parent.info.run_id)}"
+    if view not in experiment.tags:
+        raise UICheckFailed(f"no saved view of the sweep: experiment tag {view} missing")
     print(
-        f"store: experiment {EXPERIMENT!r} (id {experiment.experiment_id}) tagged {key}={value}; "
-        f"sweep {parent.info.run_name} with {len(children)} runs over {len(schedules)} schedules "
-        f"({', '.join(schedules)}); {len(headline)} headline metrics; report.md logged"
+        f"store: experiment {EXPERIMENT!r} (id {experiment.experiment_id}); sweep "
+        f"{parent.info.run_name} with {len(children)} runs over {len(schedules)} schedules "
+        f"({', '.join(schedules)}); {len(headline)} headline metrics; report.md logged; "
+        f"saved view {view}"
     )
     return {
         "experiment_id": experiment.experiment_id,
         "parent_id": parent.info.run_id,
         "parent_name": parent.info.run_name,
-        "n_runs": len(runs),
         "n_children": len(children),
         "schedules": schedules,
         "headline": headline,
-        "acc_range": (min(accuracies), max(accuracies)),
+        "address": printed_address(folder)
+        or address(LOCAL_UI, experiment.experiment_id, view_key(parent.info.run_id)),
     }
+
+
+def printed_address(folder: Path) -> str | None:
+    """The address in bench's last words, "Browse the runs: mlflow ui ..., then ADDRESS"."""
+    log = folder / "bench.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    said = [line for line in lines if line.startswith("Browse the runs:")]
+    return said[-1].rsplit(" ", 1)[-1] if said else None
 
 
 # --- the server and the browser ----------------------------------------------------------------
@@ -259,16 +245,6 @@ def close_if_present(driver, locator) -> None:
             element.click()
 
 
-def wait_for_guidance(driver):
-    """The GenAI overview pops a "Detect Issues" tip once it has loaded; it blocks clicks elsewhere
-    until closed. Its close button, or None if no tip came within GUIDANCE_WAIT_S."""
-    try:
-        tip = EC.element_to_be_clickable(GUIDANCE_CLOSE)
-        return WebDriverWait(driver, GUIDANCE_WAIT_S).until(tip)
-    except TimeoutException:
-        return None
-
-
 def screenshot(driver, out: Path, name: str) -> None:
     driver.execute_script("document.activeElement && document.activeElement.blur()")
     away = {"type": "mouseMoved", "x": WINDOW[0] - 5, "y": 5}  # no hover tooltip left open
@@ -279,98 +255,20 @@ def screenshot(driver, out: Path, name: str) -> None:
     print(f"  saved {path}")
 
 
-def tree_checkbox(name: str):
-    """The checkbox of the column ``name`` in the Columns dropdown (the first, if params and tags
-    share the name: params are listed first)."""
-    title = f"//span[contains(@class, 'tree-title')][normalize-space(.)='{name}']"
-    checkbox = "//span[contains(@class, 'tree-checkbox')]"
-    return (By.XPATH, f"(//div[contains(@class, 'tree-treenode')][.{title}]{checkbox})[1]")
-
-
-# --- the steps ---------------------------------------------------------------------------------
-
-
-def open_experiment(driver, base: str, facts: dict, out: Path) -> str:
-    """Open the experiment as a person would; return which view MLflow chose."""
-    driver.get(f"{base}/#/experiments/{facts['experiment_id']}")
-    wait_until(driver, lambda d: "/overview" in d.current_url or "/runs" in d.current_url, "a view")
-    landed = driver.current_url.split("#", 1)[1]
-    view = "training runs" if "/runs" in landed else "GenAI overview"
-    print(f"  experiment opens on: {view} (#{landed})")
-    tip = wait_for_guidance(driver) if view != "training runs" else None
-    screenshot(driver, out, "landing.png")
-    if tip is not None:
-        tip.click()
-        wait_until(driver, EC.invisibility_of_element_located(GUIDANCE_CLOSE), "the tip to close")
-    return view
-
-
-def runs_table(driver, facts: dict, out: Path) -> None:
-    if "/runs" not in driver.current_url:
-        click(driver, MODEL_TRAINING_TOGGLE)  # the sidebar's "GenAI | Model training" switch
-        wait_until(driver, lambda d: "/runs" in d.current_url, "the runs view")
-    wait_for(driver, RUN_LINKS)
+def compare_view(driver, base: str, facts: dict, out: Path) -> None:
+    """Open the address bench printed (on this server's port) and check it shows the
+    schedules compared: grouped by schedule, charts with val_acc, one legend entry each."""
+    url = facts["address"].replace(LOCAL_UI, base, 1)
+    print(f"  opening the address bench printed: {facts['address']}")
+    driver.get(url)
+    wait_for(driver, GROUPED_BY)
+    card = wait_for(driver, (By.XPATH, f"{CARD}[.//h4[@title='{CHART_METRIC}']]"))
     close_if_present(driver, ASSISTANT_CLOSE)
-    top_level = len(driver.find_elements(*RUN_LINKS))
-    click(driver, EXPAND_CHILD_RUNS)  # the [+] before the sweep's parent run
-    expected = 1 + facts["n_children"]
-    try:
-        WebDriverWait(driver, WAIT_S).until(lambda d: len(d.find_elements(*RUN_LINKS)) >= expected)
-    except TimeoutException as error:
-        shown = len(driver.find_elements(*RUN_LINKS))
-        raise UICheckFailed(f"expanded the parent: {shown} run rows, want {expected}") from error
-    matching = wait_for(driver, MATCHING_RUNS).text
-    print(f"  runs table: {top_level} top-level row(s); expanded: {expected} rows; '{matching}'")
-    if not matching.startswith(f"{facts['n_runs']} "):
-        raise UICheckFailed(f"the table says '{matching}', the store has {facts['n_runs']} runs")
-    click(driver, COLUMNS_BUTTON)
-    search = wait_for(driver, COLUMNS_SEARCH, clickable=True)
-    for name in TABLE_COLUMNS + EMPTY_COLUMNS:  # a click ticks or unticks
-        search.send_keys(Keys.CONTROL, "a")
-        search.send_keys(name)
-        click(driver, tree_checkbox(name))
-    search.send_keys(Keys.ESCAPE)
-    for name in TABLE_COLUMNS:
-        header = (By.XPATH, f"//div[@role='columnheader'][normalize-space(.)='{name}']")
-        wait_for(driver, header)
-    print(f"  columns added: {', '.join(TABLE_COLUMNS)}; removed: {', '.join(EMPTY_COLUMNS)}")
-    screenshot(driver, out, "runs.png")
-
-
-def grouped_chart(driver, facts: dict, out: Path) -> None:
-    click(driver, GROUP_BY_BUTTON)
-    wait_for(driver, GROUP_BY_SEARCH, clickable=True).send_keys(GROUP_PARAM)
-    param_item = (
-        By.XPATH,
-        f"//div[@role='menuitemcheckbox'][normalize-space(.)='{GROUP_PARAM}']"
-        "[preceding-sibling::div[normalize-space(.)='Params']]",
-    )  # the param, not the tag of the same name
-    click(driver, param_item)
-    wait_for(
-        driver, (By.XPATH, f"//button[starts-with(normalize-space(.), 'Group by: {GROUP_PARAM}')]")
-    )
     for schedule in facts["schedules"]:
         wait_for(driver, (By.XPATH, f"//*[normalize-space(text())='Group: {schedule}']"))
-    print(f"  grouped by param {GROUP_PARAM}: {len(facts['schedules'])} groups")
-
-    click(driver, CHART_VIEW)
-    wait_for(driver, CHART_SEARCH, clickable=True).send_keys(CHART_METRIC)
-    card = wait_for(driver, (By.XPATH, f"{CARD}[.//h4[@title='{CHART_METRIC}']]"))
-    # MLflow draws accuracy from 0 to 1, squeezing the schedules into one line: zoom the Y axis.
-    low, high = facts["acc_range"]
-    y_min, y_max = math.floor(low * 100 - 1) / 100, min(1.0, math.ceil(high * 100 + 1) / 100)
-    card.find_element(*CARD_MENU).click()
-    click(driver, CARD_EDIT)
-    for locator, value in ((Y_MIN, y_min), (Y_MAX, y_max)):
-        field = wait_for(driver, locator, clickable=True)
-        field.send_keys(Keys.CONTROL, "a")
-        field.send_keys(str(value))
-    click(driver, SAVE_CHART)
-    wait_until(driver, EC.invisibility_of_element_located(SAVE_CHART), "Edit chart to close")
-    card.find_element(*CARD_MENU).click()
-    click(driver, CARD_TO_TOP)
-    wait_for(driver, (By.XPATH, f"({CARD}//h4)[1][@title='{CHART_METRIC}']"))
-    screenshot(driver, out, "grouped_view.png")
+    titles = [e.get_attribute("title") for e in driver.find_elements(By.XPATH, f"{CARD}//h4")]
+    print(f"  grouped by {GROUP_PARAM}: {len(facts['schedules'])} groups; charts: {titles}")
+    screenshot(driver, out, "compare.png")
 
     card.find_element(*FULLSCREEN).click()
     want = [f"{schedule} ({CHART_METRIC})" for schedule in facts["schedules"]]
@@ -381,11 +279,22 @@ def grouped_chart(driver, facts: dict, out: Path) -> None:
     except TimeoutException as error:
         shown = [e.text for e in driver.find_elements(*LEGEND_TEXT)]
         raise UICheckFailed(f"chart legend shows {shown}, want {want}") from error
-    print(
-        f"  {CHART_METRIC} chart, Y axis {y_min}..{y_max}, one line per schedule: {', '.join(want)}"
-    )
-    screenshot(driver, out, "grouped_chart.png")
+    print(f"  {CHART_METRIC} full screen, one line per schedule: {', '.join(want)}")
+    screenshot(driver, out, "compare_chart.png")
     click(driver, DIALOG_CLOSE)
+
+
+def runs_table(driver, facts: dict, out: Path) -> None:
+    """The same view as a table: the sweep's runs under their groups, with the view's columns."""
+    click(driver, TABLE_VIEW)
+    for name in TABLE_COLUMNS:
+        header = (By.XPATH, f"//div[@role='columnheader'][normalize-space(.)='{name}']")
+        wait_for(driver, header)
+    rows = len(wait_until(driver, lambda d: d.find_elements(*RUN_LINKS), "run rows"))
+    print(f"  table: columns {', '.join(TABLE_COLUMNS)}; {rows} run rows shown")
+    if rows < facts["n_children"]:
+        raise UICheckFailed(f"the table shows {rows} runs, the sweep has {facts['n_children']}")
+    screenshot(driver, out, "runs.png")
 
 
 def parent_run(driver, base: str, facts: dict, out: Path) -> None:
@@ -421,9 +330,8 @@ def run_checks(store: Path, out: Path, port: int) -> None:
         driver = start_browser()
         base = f"http://127.0.0.1:{port}"
         steps = [
-            ("landing", lambda: open_experiment(driver, base, facts, out)),
+            ("compare", lambda: compare_view(driver, base, facts, out)),
             ("runs", lambda: runs_table(driver, facts, out)),
-            ("grouped_chart", lambda: grouped_chart(driver, facts, out)),
             ("parent_run", lambda: parent_run(driver, base, facts, out)),
         ]
         for step, action in steps:

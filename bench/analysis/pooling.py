@@ -79,20 +79,35 @@ def setting_labels(runs: pd.DataFrame, without: tuple[str, ...] = ()) -> pd.Seri
     ``without`` are left out of the labels (``optimizer.lr``, when it is an axis of its own)."""
     if runs.empty:
         return pd.Series("", index=runs.index, dtype=object)
-    params = params_of(runs)
-    schedule_free = params.get("optimizer._target_", pd.Series(dtype=object)).isin(SCHEDULE_FREE)
-    optimizer_keys = [c for c in params if c.startswith("optimizer.")]
-    params.loc[schedule_free.reindex(params.index, fill_value=False), optimizer_keys] = None
-    finished = params[runs["status"] == "FINISHED"]
-    differ = sorted(
-        c
-        for c in params
-        if is_setting(c) and c not in without and finished[c].dropna().astype(str).nunique() > 1
-    )
+    params = _setting_params(runs)
+    differ = setting_keys(runs, without)
     if not differ:
         return pd.Series("", index=runs.index, dtype=object)
     return params[differ].apply(
         lambda row: ", ".join(f"{c}={row[c]}" for c in differ if pd.notna(row[c])), axis=1
+    )
+
+
+def _setting_params(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs' params, a schedule-free optimizer's ``optimizer.*`` blanked (they are knobs)."""
+    params = params_of(runs)
+    schedule_free = params.get("optimizer._target_", pd.Series(dtype=object)).isin(SCHEDULE_FREE)
+    optimizer_keys = [c for c in params if c.startswith("optimizer.")]
+    params.loc[schedule_free.reindex(params.index, fill_value=False), optimizer_keys] = None
+    return params
+
+
+def setting_keys(runs: pd.DataFrame, without: tuple[str, ...] = ()) -> list[str]:
+    """The params whose values make the settings of ``setting_labels``, sorted: those in which
+    the finished runs differ, other than the seed, the schedule and its knobs and ``without``."""
+    if runs.empty:
+        return []
+    params = _setting_params(runs)
+    finished = params[runs["status"] == "FINISHED"]
+    return sorted(
+        c
+        for c in params
+        if is_setting(c) and c not in without and finished[c].dropna().astype(str).nunique() > 1
     )
 
 

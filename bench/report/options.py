@@ -64,3 +64,4 @@ class Report:
     warnings: list[str]
     options: Options = field(default_factory=Options)
     ensemble: pd.DataFrame | None = None
+    view: str | None = None  # the key of the sweep's saved view in MLflow's UI, when one was saved

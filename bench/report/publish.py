@@ -1,8 +1,10 @@
 """The report's one edge to the outside: the runs loaded from MLflow once, the folder written
-aside and swapped in whole, the report of one sweep logged to its parent run."""
+aside and swapped in whole, the report of one sweep logged to its parent run and saved as a
+view of MLflow's UI."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import tracking
+from bench import analysis, tracking
 from bench.report.analyse import Analysed, analyse, trace_runs
 from bench.report.document import description, headline_metrics, report_md, write_tables
 from bench.report.figures import write_figures
@@ -94,7 +96,8 @@ def make(
 ) -> Report:
     """Load ``experiment`` (its runs nested under ``sweeps``, or all of them) from MLflow,
     filtered by exact ``tags`` and ``params``, and write its report to ``folder``; the report of
-    one sweep is also logged to the sweep's parent run, with its headline numbers as metrics.
+    one sweep is also logged to the sweep's parent run, with its headline numbers as metrics, and
+    saved as a view of MLflow's runs page (``Report.view``, its key).
     Runs left RUNNING by a process that died are first marked KILLED."""
     tracking.close_stale(uri, tracking.experiment_id(uri, experiment))
     data = tracking.load_runs(
@@ -124,4 +127,20 @@ def make(
         tracking.set_tags(
             uri, sweeps[0], {BASELINE_TAG: report.options.baseline, NOTE_TAG: description(report)}
         )
+        report = dataclasses.replace(report, view=save_view(uri, data, sweeps[0]))
     return report
+
+
+def save_view(uri: str, data: tracking.Runs, sweep: str) -> str:
+    """Save the sweep's comparison as a view of MLflow's runs page (``bench.tracking.views``):
+    its runs, grouped by schedule and by each setting that varies; returns the view's key."""
+    runs = data.runs
+    return tracking.write_view(
+        uri,
+        tracking.experiment_id(uri, data.experiment),
+        sweep,
+        tracking.sweep_info(uri, sweep)["run_name"],
+        tracking.run_filter(sweep, list(runs["run_id"]), list(runs["sweep"])),
+        ["schedule", *analysis.pooling.setting_keys(runs)],
+        tracking.accuracy_range(list(data.epochs["val_acc"])),
+    )

@@ -14,13 +14,16 @@ Layout of the store:
 - a run that a later sweep reused (skipped as finished, or resumed) carries the tag
   ``bench.sweep.<that sweep's parent id>`` and counts in that sweep too.
 
-Every experiment carries the tag ``mlflow.experimentKind=custom_model_development``, so that the
-MLflow 3 UI opens it on its training runs rather than on the GenAI overview.
+Every experiment carries the tag ``mlflow.experimentKind=custom_model_development`` (MLflow
+3.17's UI still opens an experiment on its GenAI overview: the addresses bench prints name the
+training-runs side). A reported sweep leaves a saved view of the runs page (experiment tag
+``mlflow.sharedViewState.bench-<parent id>``): its runs grouped by schedule, charts shown.
 
 One job per module: ``tags`` (the names on the runs), ``store`` (opening the store, retries,
 signals), ``ownership`` (who runs what), ``writing`` (parent runs, ``RunRecorder``, the journal
-of writes a server could not take), ``reading`` (bulk reads into tidy frames). The names below
-are the package's interface.
+of writes a server could not take), ``reading`` (bulk reads into tidy frames), ``views`` (a
+sweep's comparison as a saved view of MLflow's UI, and the address that opens it). The names
+below are the package's interface.
 """
 
 from bench.tracking.ownership import (
@@ -62,7 +65,6 @@ from bench.tracking.store import (
     LOCKED,
     RETRY_SECONDS,
     StoreError,
-    browse_hint,
     client,
     close_stores,
     ensure_experiment,
@@ -75,6 +77,7 @@ from bench.tracking.store import (
     store_call,
 )
 from bench.tracking.tags import (
+    BRANCHED_AT_TAG,
     BRANCHED_FROM_TAG,
     BRANCHES_TAG,
     CHECKPOINT_TAG,
@@ -94,6 +97,16 @@ from bench.tracking.tags import (
     PARENT_TAG,
     STEP_METRICS,
 )
+from bench.tracking.views import (
+    VIEW_PARAM,
+    VIEW_TAG,
+    accuracy_range,
+    address,
+    browse_hint,
+    run_filter,
+    view_key,
+    write_view,
+)
 from bench.tracking.writing import (
     RunRecorder,
     apply_write,
@@ -108,6 +121,7 @@ from bench.tracking.writing import (
 
 __all__ = [
     "branch_point",
+    "BRANCHED_AT_TAG",
     "BRANCHED_FROM_TAG",
     "BRANCHES_TAG",
     "STEP_METRICS",
@@ -145,6 +159,13 @@ __all__ = [
     "alive",
     "apply_write",
     "browse_hint",
+    "VIEW_PARAM",
+    "VIEW_TAG",
+    "accuracy_range",
+    "address",
+    "run_filter",
+    "view_key",
+    "write_view",
     "check_sweep",
     "claimed",
     "client",

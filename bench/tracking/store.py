@@ -274,14 +274,3 @@ def ensure_experiment(uri: str, name: str) -> str:
     if EXPERIMENT_KIND_TAG not in experiment.tags:
         mc.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     return experiment.experiment_id
-
-
-def browse_hint(uri: str, experiment_id: str) -> str:
-    """How to see an experiment's runs in MLflow's UI, straight on its training-runs table
-    (MLflow 3 otherwise opens on its GenAI overview)."""
-    page = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-    if uri.startswith(("http://", "https://")):
-        return f"Browse the runs: {uri.rstrip('/')}/{page}"
-    return (
-        f"Browse the runs: mlflow ui --backend-store-uri {uri}, then http://127.0.0.1:5000/{page}"
-    )
