@@ -156,8 +156,9 @@ def branch_checkpoint(config: Mapping[str, Any], tracking_uri: str) -> str | Non
 
 def branch_origin(config: Mapping[str, Any], tracking_uri: str) -> dict[str, Any] | None:
     """Where a run with ``branch.checkpoint`` starts: that checkpoint, the run it is of, the
-    epochs and optimizer steps it holds, and a start time back-dated by the time that run took
-    to get there (so the copied history and the new epochs read as one run). None without."""
+    epochs and optimizer steps it holds, a start time back-dated by the time that run took to
+    get there (so the copied history and the new epochs read as one run), and when it really
+    started (``started``, ms). None without."""
     import time
 
     from bench import lightning
@@ -167,7 +168,8 @@ def branch_origin(config: Mapping[str, Any], tracking_uri: str) -> dict[str, Any
         return None
     origin = lightning.checkpoint_origin(path)
     elapsed = tracking.elapsed_ms(tracking_uri, origin["run_id"], origin["epoch"])
-    return origin | {"checkpoint": str(path), "start_time": int(time.time() * 1000) - elapsed}
+    now = int(time.time() * 1000)
+    return origin | {"checkpoint": str(path), "start_time": now - elapsed, "started": now}
 
 
 def checkpoint_usable(path: str) -> bool:
@@ -249,7 +251,10 @@ def train(
                 for k in SETTLED
             },
             **(
-                {tracking.BRANCHED_FROM_TAG: f"{branch['run_id']} epoch {branch['epoch']}"}
+                {
+                    tracking.BRANCHED_FROM_TAG: f"{branch['run_id']} epoch {branch['epoch']}",
+                    tracking.BRANCHED_AT_TAG: str(branch["started"]),
+                }
                 if branch
                 else {}
             ),

@@ -73,9 +73,16 @@ def test_a_cooldown_branched_from_the_constant_run_is_the_wsd_run_trained_straig
     for key in KEYS:
         assert points(store, runs["free"], key) == points(store, runs["constant4"], key), key
     # the history before the branch is the source's, read as one run from its back-dated start
-    epochs = tracking.load_runs(tracking.resolve_uri(None), "digits").epochs
+    data = tracking.load_runs(tracking.resolve_uri(None), "digits")
+    epochs = data.epochs
     times = epochs[epochs["run_id"] == branched.info.run_id].sort_values("epoch")["time_s"]
     assert times.is_monotonic_increasing and times.iloc[0] >= 0
+    # ... but its own training began when it branched, after the straight run had ended: the
+    # time a report counts for it is its cooldown's, not the source's first 3 epochs again.
+    rows = data.runs.set_index("run_name")
+    assert rows.loc["branched", "start_time"] < rows.loc["branched", "trained_from"]
+    assert rows.loc["branched", "trained_from"] >= rows.loc["straight", "end_time"]
+    assert rows.loc["straight", "trained_from"] == rows.loc["straight", "start_time"]
 
 
 def test_a_branch_from_a_checkpoint_that_is_not_a_kept_one_is_refused(tmp_path):

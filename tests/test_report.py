@@ -27,6 +27,7 @@ def runs_of(cells, epochs=6):
                 "sweep": "",
                 "start_time": 100.0 * i,
                 "end_time": 100.0 * i + 60,
+                "trained_from": 100.0 * i,
                 "diverged": False,
                 "test_acc": final - 0.01,
                 "train_loss_final": 0.1,

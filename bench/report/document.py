@@ -52,9 +52,10 @@ def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str
     key = [f"`{c}={fixed[c]}`" for c in KEY_SETTINGS if c in fixed]
     if key:
         lines.append("- **Fixed**: " + ", ".join(key) + " (all of them at the end).")
-    if {"start_time", "end_time"} <= set(finished):
-        spent = (finished["end_time"] - finished["start_time"]).sum()
-        span = finished["end_time"].max() - finished["start_time"].min()
+    if {"trained_from", "end_time"} <= set(finished):
+        # A branched run's own training only: its history before the branch is its source's.
+        spent = (finished["end_time"] - finished["trained_from"]).sum()
+        span = finished["end_time"].max() - finished["trained_from"].min()
         if np.isfinite(spent):
             lines.append(
                 f"- **Wall time**: {spent / 60:.1f} min of training over the reported runs, "

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.tracking.store import client
 from bench.tracking.tags import (
+    BRANCHED_AT_TAG,
     BRANCHES_TAG,
     DIVERGED_TAG,
     ENSEMBLE_METRICS,
@@ -52,6 +53,7 @@ RUN_COLUMNS = [
     "sweep",
     "start_time",
     "end_time",
+    "trained_from",
     "diverged",
     "test_acc",
     "train_loss_final",
@@ -75,7 +77,9 @@ class Runs:
 
     ``runs``: one row per run, in the order they started: ``run_id, run_name, status, schedule,
     seed, sweep`` (the parent run's id, "" for a run outside a sweep), ``start_time, end_time``
-    (seconds since the epoch, NaN when unknown), ``diverged`` (the run has tag ``bench.diverged``,
+    (seconds since the epoch, NaN when unknown), ``trained_from`` (when it began training: its
+    start, or for a run branched from another's checkpoint, whose start is back-dated, the
+    moment it branched), ``diverged`` (the run has tag ``bench.diverged``,
     other than "false" or "0", or its last ``train_loss`` or ``val_loss`` is NaN or infinite),
     ``test_acc``, ``train_loss_final`` and ``val_loss_final`` (the
     last ``train_loss`` and ``val_loss``), the
@@ -183,12 +187,13 @@ def seconds_of(ms: int | None) -> float:
 
 
 def sweep_info(uri: str, run_id: str) -> dict[str, Any]:
-    """A sweep's parent run: its params (``command``, ...) plus ``start_time`` and ``end_time``
-    (seconds since the epoch; ``end_time`` NaN while it runs) and ``status`` (these three win
-    over params of the same name)."""
+    """A sweep's parent run: its params (``command``, ...) plus ``run_name``, ``start_time`` and
+    ``end_time`` (seconds since the epoch; ``end_time`` NaN while it runs) and ``status`` (these
+    four win over params of the same name)."""
     run = client(uri).get_run(run_id)
     return {
         **run.data.params,
+        "run_name": run.info.run_name,
         "start_time": seconds_of(run.info.start_time),
         "end_time": seconds_of(run.info.end_time),
         "status": run.info.status,
@@ -391,6 +396,9 @@ def load_runs(
                 "sweep": tags_.get(PARENT_TAG, ""),
                 "start_time": seconds_of(run.info.start_time),
                 "end_time": seconds_of(run.info.end_time),
+                "trained_from": seconds_of(
+                    int(tags_[BRANCHED_AT_TAG]) if BRANCHED_AT_TAG in tags_ else run.info.start_time
+                ),
                 # A NaN or infinite loss stays so once it appears: the last value tells.
                 "diverged": _is_true(tags_.get(DIVERGED_TAG))
                 or any(_not_finite(metrics[k]) for k in LOSSES if k in metrics),

@@ -41,6 +41,9 @@ EXPERIMENT_KIND = "custom_model_development"
 
 BRANCHES_TAG = "bench.branches"  # {epoch: checkpoint} kept at trainer.keep_epochs (JSON)
 BRANCHED_FROM_TAG = "bench.branched_from"  # "<run id> epoch <k>": the run it continues
+# When a branched run began training (ms since the epoch): its MLflow start is back-dated by
+# the time its source took to reach the branch point, so that its copied history reads as one.
+BRANCHED_AT_TAG = "bench.branched_at"
 LOSSES = ("train_loss", "val_loss")
 # Metrics written at every optimizer step (step = the 0-based optimizer step); the others are
 # per epoch (step = the epoch) or written once at the end (test_*, *_ensemble).
