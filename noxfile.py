@@ -73,7 +73,9 @@ def perf(session: nox.Session) -> None:
       CPU study cut to 2 epochs), and MLflow's share of the run's wall time;
     - augmentation throughput, images/s: data held on the device against a DataLoader;
     - a `bench-train -m` grid's per-job overhead, and the start-up of `--help` and of an error;
-    - the report over 100 and 1,000 synthetic runs of 100 epochs.
+    - the report over 100 and 1,000 synthetic runs of 100 epochs;
+    - on a CUDA GPU (skipped without): the cifar10_scratch run against the bare loop per variant
+      (fp32, bf16, channels_last, torch.compile), and runs sharing the GPU.
 
     Run from the repository root, it writes results/perf/ (perf.md with the tables and the
     machine, and a CSV per table). `nox -s perf -- --quick` is a try-out of a few minutes that
@@ -83,7 +85,7 @@ def perf(session: nox.Session) -> None:
     session.install(".")
     args = list(session.posargs)
     parts = []
-    while args and args[0] in ("train", "augment", "sweep", "report", "all"):
+    while args and args[0] in ("train", "augment", "sweep", "report", "gpu", "all"):
         parts.append(args.pop(0))
     if parts in ([], ["all"]) and "--quick" not in args and "--out" not in args:
         args += ["--out", "results/perf"]

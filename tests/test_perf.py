@@ -171,3 +171,45 @@ def test_synthetic_runs_are_shaped_like_bench_runs_and_report(tmp_path, monkeypa
     expected = [schedules.lr_at(t, steps, synthetic.BASE_LR, "cosine") for t in range(steps)]
     assert lr["lr"].tolist() == pytest.approx(expected)
     assert perf.time_reports([5], 3, str(tmp_path)).table["report s"].map(float).gt(0).all()
+
+
+def test_the_gpu_part_runs_on_the_cpu_and_shares_a_device_between_runs(tmp_path, monkeypatch):
+    """The GPU part's code on the CPU (``device="cpu"``), the cifar10_scratch run shrunk to a
+    small network on 500 random images: a variant against the bare loop, per epoch, and two
+    runs sharing the device through the gpus launcher against one alone."""
+    from bench.perf.gpu import time_gpu
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    root = perf.write_cifar10(tmp_path / "cifar", train=600, test=100)
+    extra = ["model=resnet_small", "data.val_size=100", "trainer.num_threads=1"]
+    variants, shared = time_gpu(2, ["fp32"], [2], str(root), device="cpu", extra=extra)
+    [row] = variants.table.to_dict("records")
+    assert row["variant"] == "fp32" and row["epochs"] == 2 and row["train images"] == 500
+    assert row["bench s/epoch"] > 0 and row["bare s/epoch"] > 0
+    assert row["bench images/s"] == pytest.approx(500 / row["bench s/epoch"])
+    assert row["bench/bare"] == pytest.approx(row["bench s/epoch"] / row["bare s/epoch"])
+    assert math.isnan(row["GPU busy %"]) and math.isnan(row["peak memory GiB"])  # no GPU
+    assert 0 <= row["val acc %"] <= 100
+    measures = {m["measure"]: m for m in variants.summary}
+    assert measures["cifar10_scratch fp32: s per epoch"]["target"] == "<= 4.2"
+    assert measures["cifar10_scratch fp32: bench / bare (s per epoch)"]["met"] in {"yes", "no"}
+    table = shared.table.set_index("runs")
+    assert list(table.index) == [1, 2] and not table["MPS"].any()
+    # every run trained 2 epochs of 500 images inside the span measured
+    assert (table["images/s"] * table["span s"]).round().tolist() == [1000, 2000]
+    assert table.loc[1, "vs one run"] == 1
+    assert table.loc[2, "vs one run"] == pytest.approx(
+        table.loc[2, "images/s"] / table.loc[1, "images/s"]
+    )
+    [packing] = shared.summary
+    assert packing["target"] == ">= 1.5"
+
+
+def test_the_gpu_part_is_skipped_without_cuda(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the part runs")
+    assert perf.main(["gpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "GPU part: skipped, no CUDA device here" in printed

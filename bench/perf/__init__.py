@@ -1,6 +1,6 @@
 """What bench costs, measured: ``python -m bench.perf all`` (``nox -s perf``).
 
-Five parts, each printed as a table when it completes, then one summary of every measure beside
+Six parts, each printed as a table when it completes, then one summary of every measure beside
 its target (``--out DIR`` also writes ``perf.md``, the machine described, and a CSV per table):
 
 - ``train``: one bench run against a bare PyTorch loop, and MLflow's share of the run. The bench
@@ -35,6 +35,11 @@ its target (``--out DIR`` also writes ``perf.md``, the machine described, and a 
   bad-input error (``bench-train optimizer.lr=-1``), each the median of ``--repeats``, and their
   ratio (target: the error within 1.3x of ``--help``).
 - ``report``: the report over ``--runs`` synthetic runs of ``--epochs`` epochs (below).
+- ``gpu``, on a CUDA GPU (skipped without one): the ``cifar10_scratch`` run cut to
+  ``--gpu-epochs`` epochs against the bare loop on the same GPU, per variant (float32, bf16,
+  bf16 + channels_last, + torch.compile), seconds per epoch from the times of its per-epoch
+  points, the GPU's busy share and peak memory; then ``--gpu-jobs`` runs sharing the GPU
+  (``hydra/launcher=gpus``, ``--mps`` under CUDA MPS) against one alone (``bench.perf.gpu``).
 
 ``all`` runs them in that order (or name the parts to run). ``--quick`` shrinks every part to a
 try-out of a few minutes (the sizes it uses show in the tables).
@@ -62,7 +67,7 @@ without it the store lives in a temporary folder.
 
 One module per part: ``common`` (targets, sizes, tables, the machine), ``timers``, ``train``
 (and ``accuracy``), ``augment``, ``sweep``, ``synthetic`` (the runs ``report`` times) and
-``report``; ``cli`` is the command.
+``report``, ``gpu``; ``cli`` is the command.
 """
 
 from bench.perf.augment import time_augment

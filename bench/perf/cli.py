@@ -25,6 +25,7 @@ from bench.perf.common import (
     say,
     shown,
 )
+from bench.perf.gpu import VARIANTS, time_gpu
 from bench.perf.report import time_reports
 from bench.perf.sweep import time_sweep
 from bench.perf.train import check_accuracy, time_train
@@ -42,7 +43,7 @@ def write_out(out: Path, parts: list[Part], summary: pd.DataFrame, command: str,
     lines = [
         "# What bench costs" if page == "perf.md" else "# bench against a bare PyTorch loop",
         "",
-        f"Measured {when} with `{command}` (what `nox -s perf` runs; `bench/perf.py` says "
+        f"Measured {when} with `{command}` (what `nox -s perf` runs; `bench/perf/__init__.py` says "
         "what each part measures). Every table is also a CSV beside this file.",
         "",
         host.to_markdown(index=False),
@@ -77,8 +78,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m bench.perf",
         description="What bench costs: a bench run against a bare PyTorch loop, MLflow's share, "
-        "augmentation throughput, a sweep's per-job overhead, the report over many runs. "
-        "See the module's docstring (bench/perf.py) for what each part measures.",
+        "augmentation throughput, a sweep's per-job overhead, the report over many runs, and "
+        "on a CUDA GPU the ResNet-18 CIFAR-10 run (variants, runs sharing the GPU). "
+        "See the package docstring (bench/perf/__init__.py) for what each part measures.",
     )
     p.add_argument(
         "what",
@@ -146,6 +148,27 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--runs", type=int, nargs="+", help=f"sizes, in runs {sizes('runs')}")
     g.add_argument("--epochs", type=int, help=f"epochs per run {sizes('epochs')}")
     g.add_argument("--store", metavar="DIR", help="keep the store in DIR and reuse what it holds")
+    g = p.add_argument_group("gpu (skipped without CUDA)")
+    g.add_argument(
+        "--gpu-epochs", type=int, help=f"epochs of each cifar10_scratch run {sizes('gpu_epochs')}"
+    )
+    g.add_argument(
+        "--gpu-variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        metavar="VARIANT",
+        help=f"which of: {'; '.join(VARIANTS)} (default: all)",
+    )
+    g.add_argument(
+        "--gpu-jobs",
+        type=int,
+        nargs="*",
+        help=f"runs sharing the GPU, each count against one run alone {sizes('gpu_jobs')}",
+    )
+    g.add_argument(
+        "--mps", action="store_true", help="share the GPU under CUDA MPS where it is installed"
+    )
     return p
 
 
@@ -179,6 +202,13 @@ def main(argv: list[str] | None = None) -> int:
             part = time_augment(args.images, args.batch, args.workers, args.threads, args.repeats)
         elif name == "sweep":
             part = time_sweep(args.jobs, args.repeats)
+        elif name == "gpu":
+            *more, part = time_gpu(
+                args.gpu_epochs, args.gpu_variants, args.gpu_jobs, args.cifar_root, args.mps
+            )
+            for earlier in more:
+                print_part(earlier)
+                parts.append(earlier)
         else:
             part = time_reports(args.runs, args.epochs, args.store)
         print_part(part)

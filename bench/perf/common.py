@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-PARTS = ("train", "augment", "sweep", "report")
+PARTS = ("train", "augment", "sweep", "report", "gpu")
 
 
 # Not part of `all`: whole training runs on real CIFAR-10, minutes each.
@@ -54,6 +54,8 @@ FULL = {
     "runs": [100, 1000],
     "epochs": 100,
     "jobs": 8,
+    "gpu_epochs": 3,
+    "gpu_jobs": [2, 4],
 }
 
 
@@ -66,6 +68,8 @@ QUICK = {
     "runs": [100],
     "epochs": 20,
     "jobs": 3,
+    "gpu_epochs": 2,
+    "gpu_jobs": [2],
 }
 
 
@@ -131,7 +135,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 def print_part(part: Part) -> None:
     print(f"\n{part.title}")
-    print(shown(part.table).to_string(index=False))
+    print(shown(part.table).to_string(index=False) if len(part.table) else part.about)
     for error in part.errors:
         print(error)
     sys.stdout.flush()

@@ -86,7 +86,8 @@ def _split(datamodule, name: str) -> tuple[Any, Any]:
 
 def bare_run(config: Mapping[str, Any]) -> dict:
     """The run ``config`` describes as a bare PyTorch loop; wall seconds (the data's set-up
-    included, as in a bench run), training images, optimizer steps, final accuracies."""
+    included, as in a bench run), training images, optimizer steps, final accuracies and the
+    seconds of each epoch (``epoch_s``, its validation pass included)."""
     import torch
     from hydra.utils import instantiate
     from torch.nn import functional as F
@@ -171,6 +172,7 @@ def bare_run(config: Mapping[str, Any]) -> dict:
                 correct += int((logits.argmax(1) == y).sum())
         return loss / len(y_all), correct / len(y_all)
 
+    ends = [time.perf_counter()]
     for _ in range(epochs):
         net.train()
         losses = []
@@ -184,10 +186,18 @@ def bare_run(config: Mapping[str, Any]) -> dict:
             scheduler.step()
             losses.append(loss.detach())
         float(torch.stack(losses).mean())  # the epoch's training loss
-        _, val_acc = evaluate("val")
+        _, val_acc = evaluate("val")  # reads its results back: the epoch's work is done
+        ends.append(time.perf_counter())
     _, test_acc = evaluate("test")
     wall = time.perf_counter() - start
-    return {"wall": wall, "images": n, "steps": total, "val_acc": val_acc, "test_acc": test_acc}
+    return {
+        "wall": wall,
+        "images": n,
+        "steps": total,
+        "val_acc": val_acc,
+        "test_acc": test_acc,
+        "epoch_s": list(np.diff(ends)),  # each epoch, its validation pass included
+    }
 
 
 def time_train(
@@ -406,9 +416,10 @@ def check_accuracy(
         about=(
             "Each row: one seed of one schedule of `experiment=cifar10_cpu` (its network, data "
             "sizes, epochs, optimizer and schedule) trained twice, by bench (`bench.run.train`, "
-            "Lightning, MLflow) and by the bare loop written in `bench/perf.py`, on real CIFAR-10 "
-            f"from {root}. The two draw their random numbers in different orders, so they are two "
-            "samples of the same training; the summary gives bench - bare, paired by seed."
+            "Lightning, MLflow) and by the bare loop written in `bench/perf/train.py`, on real "
+            f"CIFAR-10 from {root}. The two draw their random numbers in different orders, so "
+            "they are two samples of the same training; the summary gives bench - bare, paired "
+            "by seed."
         ),
         summary=summary,
     )
