@@ -84,8 +84,11 @@ def test_parts_tiny(tmp_path, capsys, monkeypatch):
     assert list(summary.columns) == ["measure", "value", "target", "met", why]
     assert all(math.isfinite(v) and v > 0 for v in summary["value"])
     targeted = summary[summary["target"] != "-"]
-    # bench / bare, MLflow's share, the augmentation speed-up, a bad-input error against --help
-    assert len(targeted) == 4
+    # bench / bare, MLflow's share, the augmentation speed-up, the time to the first run, a
+    # bad-input error against --help
+    assert len(targeted) == 5
+    assert sweep["import torch, in a fresh process (s)"] > 0
+    assert sweep["then import pytorch_lightning (s)"] > 0 and sweep["then import mlflow (s)"] > 0
     ratio = summary.set_index("measure").loc["a bad-input error / --help, start to exit", "value"]
     assert math.isclose(
         ratio,

@@ -1,10 +1,12 @@
 """Writes to the MLflow store are never cut in half by Ctrl-C or SIGTERM; what is read back in
 bulk is what was written."""
 
+import contextlib
 import functools
 import math
 import os
 import signal
+import sqlite3
 import time
 
 import pytest
@@ -550,12 +552,55 @@ def test_a_store_killed_while_it_is_created_is_never_left_half_built(tmp_path):
         folder = tmp_path / str(delay)
         uri = f"sqlite:///{folder / 'mlflow.db'}"
         create = f"from bench import tracking; tracking.client({uri!r})"
-        process = subprocess.Popen([sys.executable, "-c", create])
+        # No template kept yet: MLflow builds the schema (and the template is written after).
+        cache = {**os.environ, tracking.CACHE_ENV: str(folder / "cache")}
+        process = subprocess.Popen([sys.executable, "-c", create], env=cache)
         time.sleep(delay)
         process.kill()
         process.wait()
         assert tracking.ensure_experiment(uri, "after")  # the next command opens it
         assert not list(folder.glob("mlflow.db.broken-*")), delay  # nothing half-built there
+        for kept in (folder / "cache").glob("*"):  # a template is whole, or not there at all
+            assert kept.name.startswith("empty-store-mlflow-"), kept
+            with contextlib.closing(sqlite3.connect(kept)) as db:
+                assert db.execute("SELECT COUNT(*) FROM experiments").fetchone() == (0,)
+
+
+def test_a_new_store_is_copied_from_a_template_of_the_schema(tmp_path, monkeypatch):
+    """The first new store is built by MLflow and kept, empty, as the template; the next is a
+    copy of it: the same schema, and its Default experiment where MLflow would put it."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv(tracking.CACHE_ENV, str(tmp_path / "cache"))
+    built, copied = tmp_path / "built" / "mlflow.db", tmp_path / "copied" / "mlflow.db"
+    for path in (built, copied):
+        path.parent.mkdir()
+        monkeypatch.chdir(path.parent)
+        tracking.ensure_experiment(f"sqlite:///{path}", "e")
+        if path == built:
+            kept = tracking.store_template()
+            assert kept.is_file() and kept.parent == tmp_path / "cache"
+            kept.touch()
+            mtime = kept.stat().st_mtime_ns
+
+    def schema(path):
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            tables = db.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+            return tables, db.execute("SELECT * FROM alembic_version").fetchall()
+
+    assert schema(copied) == schema(built)
+    assert tracking.store_template().stat().st_mtime_ns == mtime  # read, not written again
+    for path in (built, copied):
+        experiments = MlflowClient(f"sqlite:///{path}").search_experiments()
+        where = {e.name: e.artifact_location for e in experiments}
+        assert where == {
+            "Default": str(path.parent / "mlruns" / "0"),
+            "e": str(path.parent / "mlruns" / "1"),
+        }
+    # Without a cache (set empty) every store is built by MLflow, and nothing is kept.
+    monkeypatch.setenv(tracking.CACHE_ENV, "")
+    assert tracking.store_template() is None
+    tracking.ensure_experiment(f"sqlite:///{tmp_path / 'plain.db'}", "e")
 
 
 def test_a_run_is_claimed_by_one_process_at_a_time(tmp_path):

@@ -15,7 +15,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from bench import tracking
-from bench.perf.common import ERROR_TARGET, Part, measure, say, stats
+from bench.perf.common import ERROR_TARGET, FIRST_RUN_TARGET, Part, measure, say, stats
 
 
 def bench_train() -> list[str]:
@@ -31,6 +31,31 @@ def _command(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, in
     start = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     return time.perf_counter() - start, done.returncode, done.stdout + done.stderr
+
+
+IMPORTS = """
+import time
+marks = [time.perf_counter()]
+import torch
+marks.append(time.perf_counter())
+import pytorch_lightning
+marks.append(time.perf_counter())
+import mlflow
+marks.append(time.perf_counter())
+print(*(b - a for a, b in zip(marks, marks[1:])))
+"""
+
+
+def import_seconds(repeats: int) -> tuple[float, float, float]:
+    """What a fresh process takes to import torch, then Lightning (torchmetrics and torchvision
+    with it), then MLflow, which every run needs before it starts: the medians of ``repeats``."""
+    import statistics
+
+    times = []
+    for _ in range(max(repeats, 1)):
+        done = subprocess.run([sys.executable, "-c", IMPORTS], capture_output=True, text=True)
+        times.append([float(v) for v in done.stdout.split()])
+    return tuple(statistics.median(column) for column in zip(*times, strict=True))
 
 
 def time_sweep(jobs: int, repeats: int) -> Part:
@@ -78,6 +103,9 @@ def time_sweep(jobs: int, repeats: int) -> Part:
             startup[what] = stats(seconds)
         if mc.get_experiment_by_name("digits") is not None:  # the default experiment
             errors.append("bench-train with a bad input wrote to the store")
+        say("sweep: importing torch, Lightning and MLflow in a fresh process")
+        torch_s, lightning_s, mlflow_s = import_seconds(repeats)
+    imports = torch_s + lightning_s + mlflow_s
     rows = [
         {"measure": f"sweep of {jobs} runs: wall time (s)", "value": wall},
         {"measure": "sweep: time until its first run started (s)", "value": first},
@@ -89,12 +117,30 @@ def time_sweep(jobs: int, repeats: int) -> Part:
     ]
     for what, seconds in startup.items():
         rows.append({"measure": f"{what}, start to exit (s)", "value": seconds[0]})
+    rows += [
+        {"measure": "import torch, in a fresh process (s)", "value": torch_s},
+        {"measure": "then import pytorch_lightning (s)", "value": lightning_s},
+        {"measure": "then import mlflow (s)", "value": mlflow_s},
+    ]
     table = pd.DataFrame(rows)
-    table["min"] = [float("nan")] * 7 + [s[1] for s in startup.values()]
-    table["max"] = [float("nan")] * 7 + [s[2] for s in startup.values()]
+    table["min"] = [float("nan")] * 7 + [s[1] for s in startup.values()] + [float("nan")] * 3
+    table["max"] = [float("nan")] * 7 + [s[2] for s in startup.values()] + [float("nan")] * 3
     summary = [
         measure(f"sweep of {jobs} one-epoch runs: wall time (s)", wall),
-        measure("sweep: time until the first run started (s)", first),
+        measure(
+            "sweep: time until the first run started (s)",
+            first,
+            f"<= {FIRST_RUN_TARGET:g}",
+            first <= FIRST_RUN_TARGET,
+            why=(
+                f"{imports:.1f} s of it is importing what a run needs, measured in a fresh "
+                f"process: torch {torch_s:.1f} s, then Lightning {lightning_s:.1f} s (it imports "
+                f"torchmetrics and torchvision), then MLflow {mlflow_s:.1f} s; the other "
+                f"{first - imports:.1f} s: Hydra composing the {jobs} runs' configs, bench "
+                "checking each of them, creating the store (a copy of the empty one kept in "
+                "~/.cache/bench, after the first) and the sweep's parent run"
+            ),
+        ),
         measure("sweep: per-job overhead (s)", per_job),
         *(measure(f"{what}: start to exit (s)", s[0]) for what, s in startup.items()),
     ]
@@ -118,7 +164,8 @@ def time_sweep(jobs: int, repeats: int) -> Part:
             "fresh SQLite store. The runs' own time is the sum of their MLflow start-to-end "
             "times; the per-job overhead spreads the rest of the wall time (start-up, the "
             "sweep's checks, between runs, the end) over the runs. The start-up rows time a "
-            "whole command; the bad input must exit with 2 before any run."
+            "whole command; the bad input must exit with 2 before any run. The imports: a fresh "
+            "`python -c` importing torch, then pytorch_lightning, then mlflow (median)."
         ),
         summary=summary,
         errors=errors,

@@ -62,6 +62,7 @@ from bench.tracking.reading import (
 )
 from bench.tracking.store import (
     ANSWERED,
+    CACHE_ENV,
     LOCKED,
     RETRY_SECONDS,
     StoreError,
@@ -75,6 +76,7 @@ from bench.tracking.store import (
     signals_deferred,
     sqlite_file,
     store_call,
+    store_template,
 )
 from bench.tracking.tags import (
     BRANCHED_AT_TAG,
@@ -127,6 +129,7 @@ __all__ = [
     "STEP_METRICS",
     "elapsed_ms",
     "ANSWERED",
+    "CACHE_ENV",
     "BULK_PAGE",
     "BULK_RUNS",
     "CHECKPOINT_TAG",
@@ -198,6 +201,7 @@ __all__ = [
     "sqlite_file",
     "start_sweep",
     "store_call",
+    "store_template",
     "sweep_info",
     "sweep_runs",
 ]

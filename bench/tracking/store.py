@@ -128,16 +128,70 @@ class StoreError(RuntimeError):
     """A store that cannot be opened, with what to do about it."""
 
 
+CACHE_ENV = "BENCH_CACHE"  # where bench keeps an empty store to copy; "" keeps none
+
+
+def store_template() -> Path | None:
+    """An empty SQLite store of this MLflow version's schema, kept to copy from: MLflow takes
+    seconds to create and migrate a new store's schema, a copy milliseconds. In ``$BENCH_CACHE``
+    (default ``$XDG_CACHE_HOME/bench``, else ``~/.cache/bench``); None when that is set empty."""
+    import mlflow
+
+    folder = os.environ.get(CACHE_ENV)
+    if folder is None:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bench"
+    return Path(folder) / f"empty-store-mlflow-{mlflow.__version__}.db" if folder else None
+
+
+def _keep_template(store: Path, kept: Path) -> None:
+    """Keep a copy of the new, empty ``store`` as the template, without its Default experiment
+    (MLflow makes that on opening a store that has none, with the artifact location of the
+    folder it is then in); written aside and renamed, so a half-written one is never read.
+    Where the cache cannot be written, nothing is kept."""
+    aside = kept.with_name(f".{kept.name}.{os.getpid()}")
+    try:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            contextlib.closing(sqlite3.connect(store)) as source,
+            contextlib.closing(sqlite3.connect(aside)) as copy,
+        ):
+            source.backup(copy)
+            copy.execute("DELETE FROM experiment_tags")
+            copy.execute("DELETE FROM experiments")
+            copy.commit()
+        os.replace(aside, kept)
+    except (OSError, sqlite3.Error) as e:
+        log.debug("no store template kept at %s: %s", kept, e)
+    finally:
+        aside.unlink(missing_ok=True)
+
+
 def _create_sqlite(path: Path) -> None:
     """A new SQLite store at ``path``, built whole under another name and renamed into place:
     a process killed while MLflow creates and migrates the schema leaves no half-built store
-    where later commands would find it."""
+    where later commands would find it. Copied from the template (``template``) where one is
+    kept; else built by MLflow, and kept as the template."""
     building = path.with_name(f".{path.name}.creating-{os.getpid()}")
     building.unlink(missing_ok=True)
     uri = f"sqlite:///{building}"
+    kept = store_template()
     try:
-        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema
-        _dispose(uri)
+        copied = False
+        if kept is not None and kept.is_file():
+            try:
+                with (
+                    contextlib.closing(sqlite3.connect(kept)) as source,
+                    contextlib.closing(sqlite3.connect(building)) as copy,
+                ):
+                    source.backup(copy)
+                copied = True
+            except sqlite3.Error as e:  # an unreadable template: build the store instead
+                log.debug("store template %s unreadable: %s", kept, e)
+                building.unlink(missing_ok=True)
+        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema,
+        _dispose(uri)  # or, on a copy, checks it and adds the Default experiment
+        if not copied and kept is not None:
+            _keep_template(building, kept)
         os.replace(building, path)
     finally:
         building.unlink(missing_ok=True)
