@@ -7,10 +7,11 @@ per seed, not one run per budget:
 1. **Sources**: per seed, one constant-LR run as long as the longest budget, keeping a checkpoint
    (``trainer.keep_epochs``) where each budget's cooldown starts, ``(1 - cooldown) x budget``,
    and at the end of each budget.
-2. **Branches**: per seed and budget, ``wsd`` with ``decay_fraction=cooldown`` trains only its
-   cooldown from the source's checkpoint (``branch.from_sweep``), and ``constant`` trains
-   nothing: it is the source's state at that budget, tested. Both are the runs trained straight,
-   to the last bit (``tests/test_branch.py``).
+2. **Branches**: per seed and budget, each of ``budget.cooldowns`` (``wsd``, its 1-sqrt
+   cooldown, by default; ``wsd_linear`` adds a linear one) with ``decay_fraction=cooldown``
+   trains only its cooldown from the source's checkpoint (``branch.from_sweep``), and
+   ``constant`` trains nothing: it is the source's state at that budget, tested. Both are the
+   runs trained straight, to the last bit (``tests/test_branch.py``).
 3. **The others** (``budget.schedules``, cosine and linear by default) are trained at each budget
    as runs of their own: their shape depends on the budget.
 
@@ -44,7 +45,17 @@ RULES: dict[str, Rule] = {
         lambda x: isinstance(x, list | tuple) and all(isinstance(s, str) and s for s in x),
         "a list of schedule names, e.g. [cosine, linear]",
     ),
+    "cooldowns": (
+        lambda x: (
+            isinstance(x, list | tuple)
+            and len(x) >= 1
+            and len(set(x)) == len(x)
+            and set(x) <= set(COOLDOWNS)
+        ),
+        "a list of one or both of wsd (a 1-sqrt cooldown), wsd_linear (a linear one)",
+    ),
 }
+COOLDOWNS = ("wsd", "wsd_linear")  # the schedules whose cooldown branches from the source
 
 
 def requested(args: list[str]) -> bool:
@@ -85,13 +96,15 @@ def plan(settings: dict[str, Any]) -> dict[str, Any]:
     longest, f = budgets[-1], settings["cooldown"]
     starts = [round(e * (1 - f)) for e in budgets]
     keep = sorted(set(starts) | set(budgets))
-    branched = longest + sum(e - s for e, s in zip(budgets, starts, strict=True))
+    n = len(settings["cooldowns"])
+    branched = longest + n * sum(e - s for e, s in zip(budgets, starts, strict=True))
     return {
         "budgets": budgets,
         "keep": keep,
         "epochs": ",".join(map(str, budgets)),
         "branched_epochs": branched,  # the source run plus every cooldown
-        "straight_epochs": 2 * sum(budgets),  # wsd and constant trained at every budget
+        "straight_epochs": (n + 1) * sum(budgets),  # the same, trained at every budget
+        "branched": f"{', '.join(settings['cooldowns'])} and constant",
     }
 
 
@@ -138,17 +151,22 @@ def main(args: list[str]) -> int:
                 f"trainer.keep_epochs=[{','.join(map(str, p['keep']))}]",
             ],
         ),
-        (
-            "branches: wsd cooldowns",
-            ["schedule=wsd", f"schedule.decay_fraction={settings['cooldown']}"],
+        # one round per cooldown shape: a knob cannot be set across a swept schedule group
+        *(
+            (
+                f"branches: {name} cooldowns",
+                [f"schedule={name}", f"schedule.decay_fraction={settings['cooldown']}"],
+            )
+            for name in settings["cooldowns"]
         ),
         ("branches: constant at each budget", ["schedule=constant"]),
         ("the others at each budget", [f"schedule={','.join(settings['schedules'])}"]),
     ]
+    branched = range(1, len(rounds) - 1)  # the rounds that branch from the sources
     sweeps, seconds = [], []
     for i, (what, extra) in enumerate(rounds):
         budget = [] if i == 0 else [f"trainer.max_epochs={p['epochs']}"]
-        branch = [f"branch.from_sweep={sweeps[0]}"] if i in (1, 2) else []
+        branch = [f"branch.from_sweep={sweeps[0]}"] if i in branched else []
         line = [_bench(), *passed, *extra, *budget, *branch, quiet]
         print(f"\nBudget axis, round {i + 1} of {len(rounds)}: {what}")
         start = time.monotonic()
@@ -167,8 +185,8 @@ def main(args: list[str]) -> int:
         sweeps.append(tracking.latest_sweep(uri, experiment))
     options = report.options_from(OmegaConf.to_container(cfg.report, resolve=True))
     options.made = (
-        f"The training budget as an axis (`{KEY}.epochs={p['budgets']}`): wsd (cooldown "
-        f"{settings['cooldown']:g}) and constant branched from one constant run per seed, "
+        f"The training budget as an axis (`{KEY}.epochs={p['budgets']}`): {p['branched']} "
+        f"(cooldown {settings['cooldown']:g}) branched from one constant run per seed, "
         f"{p['branched_epochs']} epochs per seed instead of {p['straight_epochs']} trained "
         f"straight; the rounds took {', '.join(f'{s / 60:.1f}' for s in seconds)} min."
     )
@@ -181,7 +199,7 @@ def main(args: list[str]) -> int:
     made = report.make(uri, experiment, folder, sweeps[1:], options)
     report.print_tables(made)
     print(
-        f"\nBudget axis: wsd and constant took {p['branched_epochs']} epochs per seed instead "
+        f"\nBudget axis: {p['branched']} took {p['branched_epochs']} epochs per seed instead "
         f"of {p['straight_epochs']}."
     )
     return 0

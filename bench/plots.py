@@ -51,6 +51,7 @@ COLOURS: dict[str, str] = {
     "adamw_schedulefree": "#332288",  # indigo
     "inverse_time": "#CC6677",  # rose
     "cosine_floor": "#117733",  # green
+    "wsd_linear": "#DDCC77",  # sand
 }
 # Names not in COLOURS: a muted grey-ish colour chosen from the name alone.
 SPARE_COLOURS: tuple[str, ...] = ("#777777", "#A5A5A5", "#4D4D4D", "#8C7B6B", "#6B7B8C")

@@ -62,8 +62,7 @@ MILESTONES: Rule = (
 
 
 def schedule(**rules: Rule) -> Callable[[Callable[..., float]], Callable[..., float]]:
-    """`constant`, `step`, `cosine`, `cosine_restarts`, `polynomial`, `inverse_time`, `linear`,
-    `exponential`, `one_cycle`, `wsd`, `cyclic`"""
+    """Register a schedule (``constant``, ``step``, ``cosine``, ...) with a rule per knob."""
 
     def register(f: Callable[..., float]) -> Callable[..., float]:
         knobs = list(inspect.signature(f).parameters)[3:]
@@ -261,6 +260,15 @@ def wsd(
     if t < T - D:
         return base
     return _anneal(decay_shape, base, base * min_lr_ratio, (t - (T - D)) / D)
+
+
+@schedule(decay_fraction=FRACTION, min_lr_ratio=FRACTION)
+def wsd_linear(
+    t: int, T: int, base: float, decay_fraction: float = 0.2, min_lr_ratio: float = 0.0
+) -> float:
+    """`wsd` with a linear cooldown (`decay_shape: linear`): its own arm, so that a claim can
+    set `wsd`'s 1-sqrt cooldown against a linear one"""
+    return wsd(t, T, base, decay_fraction, "linear", min_lr_ratio)
 
 
 @schedule(cycles=COUNT, min_lr_ratio=FRACTION, mode=one_of("triangular", "triangular2"))

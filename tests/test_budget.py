@@ -8,7 +8,13 @@ from test_app import run
 
 from bench import budget, tracking
 
-SETTINGS = {"enabled": True, "epochs": [4, 8, 16], "cooldown": 0.25, "schedules": ["cosine"]}
+SETTINGS = {
+    "enabled": True,
+    "epochs": [4, 8, 16],
+    "cooldown": 0.25,
+    "schedules": ["cosine"],
+    "cooldowns": ["wsd"],
+}
 
 
 def test_the_plan_keeps_every_cooldown_start_and_budget_and_counts_the_saving():
@@ -22,6 +28,13 @@ def test_the_plan_keeps_every_cooldown_start_and_budget_and_counts_the_saving():
     assert budget.problems(SETTINGS | {"schedules": ["cosin"]}) == [
         "budget.schedules: got 'cosin'; allowed: " + ", ".join(budget_schedules())
     ]
+    # a linear cooldown as well: one more cooldown per budget, one more arm trained straight
+    both = budget.plan(SETTINGS | {"cooldowns": ["wsd", "wsd_linear"]})
+    assert both["branched_epochs"] == 16 + 2 * (1 + 2 + 4)
+    assert both["straight_epochs"] == 3 * (4 + 8 + 16)
+    assert both["branched"] == "wsd, wsd_linear and constant"
+    [bad] = budget.problems(SETTINGS | {"cooldowns": ["wsd", "cosine"]})
+    assert bad.startswith("budget.cooldowns: got ['wsd', 'cosine']; allowed: a list of one or")
 
 
 def budget_schedules():
@@ -37,13 +50,14 @@ def test_the_budget_study_branches_wsd_and_constant_and_reports_per_budget(tmp_p
         "budget.epochs=[2,4]",
         "budget.cooldown=0.5",
         "budget.schedules=[cosine]",
+        "budget.cooldowns=[wsd,wsd_linear]",
         "seed=0,1",
         cwd=tmp_path,
         env={"MLFLOW_TRACKING_URI": ""},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    # 4 epochs of source plus cooldowns of 1 and 2, against 2 x (2 + 4) trained straight
-    assert "wsd and constant took 7 epochs per seed instead of 12" in result.stdout
+    # 4 epochs of source plus two cooldowns of 1 and 2, against 3 x (2 + 4) trained straight
+    assert "wsd, wsd_linear and constant took 10 epochs per seed instead of 18" in result.stdout
     store = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = store.get_experiment_by_name("digits").experiment_id
     runs = [r for r in store.search_runs([experiment]) if r.data.tags.get("bench.kind") == "run"]
@@ -63,7 +77,7 @@ def test_the_budget_study_branches_wsd_and_constant_and_reports_per_budget(tmp_p
     assert set(sources["kept"].map(lambda k: tuple(sorted(map(int, k))))) == {(1, 2, 4)}
     branched = made[made["branched"]]
     assert sorted(zip(branched["schedule"], branched["epochs"], strict=True)) == sorted(
-        [(s, e) for s in ("constant", "wsd") for e in (2, 4)] * 2
+        [(s, e) for s in ("constant", "wsd", "wsd_linear") for e in (2, 4)] * 2
     )
     straight = made[~made["branched"] & ~made["kept"].map(bool)]
     assert sorted(zip(straight["schedule"], straight["epochs"], strict=True)) == [
@@ -77,7 +91,11 @@ def test_the_budget_study_branches_wsd_and_constant_and_reports_per_budget(tmp_p
     assert "The training budget as an axis" in text
     accuracy = pd.read_csv(report.parent / "accuracy.csv")
     assert set(accuracy["setting"]) == {"trainer.max_epochs=2", "trainer.max_epochs=4"}
-    assert set(accuracy["schedule"]) == {"constant", "wsd", "cosine"}
+    assert set(accuracy["schedule"]) == {"constant", "wsd", "wsd_linear", "cosine"}
+    # the cooldown-shape claim is tested at each budget, with its source
+    claims = pd.read_csv(report.parent / "claims.csv")
+    shape = claims[claims["claim"] == "a 1-sqrt cooldown beats a linear one"]
+    assert len(shape) == 2 and set(shape["source"].str.startswith("Hägele et al.")) == {True}
 
 
 def test_a_cooldown_that_starts_mid_epoch_is_refused_before_any_run(tmp_path):

@@ -150,6 +150,13 @@ DEFAULT_CLAIMS = (
         source=LINEAR_DECAY,
     ),
     _matches("wsd", "cosine", "warmup-stable-decay", WSD),
+    Claim(
+        "a 1-sqrt cooldown beats a linear one",
+        "wsd",
+        "wsd_linear",
+        low=0.0,
+        source=WSD,
+    ),
     _matches("sgd_schedulefree", BEST, "schedule-free SGD", SCHEDULE_FREE),
     _matches("adamw_schedulefree", BEST, "schedule-free AdamW", SCHEDULE_FREE),
 )
