@@ -486,38 +486,46 @@ def stability(runs: pd.DataFrame, schedules: Sequence[str]) -> Figure:
 
 def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str]) -> Figure:
     """Validation accuracy against the base learning rate (log scale), one line per schedule:
-    the mean with its 95% CI at every LR tried. Points of different schedules at one LR are
-    spread slightly apart so that their error bars do not hide each other.
+    the mean with its 95% CI at every LR tried; one panel per setting where the runs differ in
+    more than the LR (such as warmup), the panels sharing their axes. Points of different
+    schedules at one LR are spread slightly apart so that their error bars do not hide each
+    other.
 
-    ``frame``: columns schedule, lr, mean, ci_low, ci_high (fractions).
+    ``frame``: columns schedule, lr, mean, ci_low, ci_high (fractions), and ``setting`` (the
+    rest of the setting, "" where the LR is all that varies).
     """
     schedules = [s for s in schedules if s in set(frame["schedule"])]
+    settings = sorted(set(frame["setting"])) if "setting" in frame else [""]
     with _style():
         fig = Figure(figsize=(WIDTH, 3.0), layout="constrained")
-        ax = fig.subplots()
-        for k, s in enumerate(schedules):
-            rows = frame[frame["schedule"] == s].sort_values("lr")
-            dodge = 10 ** (0.012 * (k - (len(schedules) - 1) / 2))
-            mean = rows["mean"] * 100
-            err = [mean - rows["ci_low"] * 100, rows["ci_high"] * 100 - mean]
-            ax.errorbar(
-                rows["lr"] * dodge,
-                mean,
-                yerr=err,
-                color=colour(s),
-                marker="o",
-                ms=4,
-                lw=1.3,
-                capsize=2,
-                elinewidth=1,
-                label=s,
-            )
-        ax.set_xscale("log")
-        lrs = np.sort(frame["lr"].unique())
-        ax.set_xticks(lrs, [f"{x:g}" for x in lrs])
-        ax.minorticks_off()
-        ax.set_xlabel("base learning rate")
-        ax.set_ylabel("validation accuracy (%)")
+        axes = fig.subplots(1, len(settings), sharex=True, sharey=True, squeeze=False)[0]
+        for ax, setting in zip(axes, settings, strict=True):
+            mine = frame[frame["setting"] == setting] if "setting" in frame else frame
+            for k, s in enumerate(schedules):
+                rows = mine[mine["schedule"] == s].sort_values("lr")
+                dodge = 10 ** (0.012 * (k - (len(schedules) - 1) / 2))
+                mean = rows["mean"] * 100
+                err = [mean - rows["ci_low"] * 100, rows["ci_high"] * 100 - mean]
+                ax.errorbar(
+                    rows["lr"] * dodge,
+                    mean,
+                    yerr=err,
+                    color=colour(s),
+                    marker="o",
+                    ms=4,
+                    lw=1.3,
+                    capsize=2,
+                    elinewidth=1,
+                    label=s if ax is axes[0] else None,
+                )
+            if setting:
+                ax.set_title(setting.replace(", ", "\n"))
+            ax.set_xscale("log")
+            lrs = np.sort(frame["lr"].unique())
+            ax.set_xticks(lrs, [f"{x:g}" for x in lrs])
+            ax.minorticks_off()
+            ax.set_xlabel("base learning rate")
+        axes[0].set_ylabel("validation accuracy (%)")
         fig.legend(loc="outside right upper")
     return fig
 

@@ -289,6 +289,16 @@ def test_different_knobs_of_one_schedule_are_named():
     ]
 
 
+def test_warmup_is_a_setting_so_runs_with_and_without_it_are_not_pooled():
+    runs = pooled(
+        ("cosine", 0, {"schedule.warmup_fraction": "0.0"}),
+        ("cosine", 0, {"schedule.warmup_fraction": "0.2"}),
+    )
+    labels = set(analysis.setting_labels(runs))
+    assert labels == {"schedule.warmup_fraction=0.0", "schedule.warmup_fraction=0.2"}
+    assert analysis.pooling_warnings(runs) == []
+
+
 def test_a_schedule_free_optimizer_with_different_lrs_is_named():
     free = {"optimizer._target_": "schedulefree.SGDScheduleFree"}
     runs = pooled(

@@ -343,6 +343,32 @@ def test_lr_sensitivity_one_line_per_schedule(figures):
     assert [t.get_text() for t in legend.get_texts()] == SCHEDS
 
 
+def test_lr_sensitivity_draws_one_panel_per_other_setting(sensitivity):
+    """With warmup as a second axis, each schedule's line stays within one warmup value: a
+    panel per setting, never one line zig-zagging between them at each LR."""
+    both = pd.concat(
+        [
+            sensitivity.assign(setting="schedule.warmup_fraction=0"),
+            sensitivity.assign(
+                setting="schedule.warmup_fraction=0.2", mean=0.5, ci_low=0.49, ci_high=0.51
+            ),
+        ]
+    )
+    fig = plots.lr_sensitivity(both, SCHEDS)
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == [
+        "schedule.warmup_fraction=0",
+        "schedule.warmup_fraction=0.2",
+    ]
+    for ax, level in zip(axes, (None, 50.0), strict=True):
+        for bars in ax.containers:
+            y = bars.lines[0].get_ydata()
+            assert len(y) == 3  # one point per LR: the setting's own
+            if level is not None:
+                assert np.allclose(y, level)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == SCHEDS  # once, not per panel
+
+
 # Missing pieces
 
 

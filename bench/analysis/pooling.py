@@ -162,6 +162,7 @@ def pooling_warnings(runs: pd.DataFrame) -> list[str]:
     if finished.empty:
         return []
     knobs = _knobs(finished)
+    knobs = knobs[[c for c in knobs if c not in _ORTHOGONAL]]  # warmup: a setting, not pooled
     knobs_differ = sorted(
         {
             c
