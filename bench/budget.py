@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import schedules
 from bench.rules import COUNT, Rule
 
 KEY = "budget"
@@ -55,7 +56,7 @@ RULES: dict[str, Rule] = {
         "a list of one or both of wsd (a 1-sqrt cooldown), wsd_linear (a linear one)",
     ),
 }
-COOLDOWNS = ("wsd", "wsd_linear")  # the schedules whose cooldown branches from the source
+COOLDOWNS = schedules.COOLDOWNS  # the schedules whose cooldown branches from the source
 
 
 def requested(args: list[str]) -> bool:
@@ -80,8 +81,6 @@ def problems(settings: dict[str, Any]) -> list[str]:
                 f"{start:g}, not at an epoch's end; allowed: a cooldown x every budget that is a "
                 "whole number (0.25 with budgets of 4, 8, 16)"
             )
-    from bench import schedules
-
     found += [
         f"{KEY}.schedules: got {s!r}; allowed: {', '.join(n for n in schedules.SCHEDULES)}"
         for s in settings["schedules"]

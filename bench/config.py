@@ -622,7 +622,8 @@ def branch_problems(cfg: Mapping[str, Any]) -> list[str]:
         epoch = spec.branch_epoch(cfg)
         if epoch != int(epoch):
             return found + [
-                f"branch.from_sweep: a wsd run of {epochs} epochs with schedule.decay_fraction="
+                f"branch.from_sweep: a {cfg['schedule']['name']} run of {epochs} epochs with "
+                "schedule.decay_fraction="
                 f"{cfg['schedule'].get('decay_fraction')} cools down from epoch {epoch:g}, not "
                 "from an epoch's end; allowed: a decay_fraction x max_epochs that is a whole "
                 "number"

@@ -262,6 +262,11 @@ def wsd(
     return _anneal(decay_shape, base, base * min_lr_ratio, (t - (T - D)) / D)
 
 
+# The schedules that hold `base` until a cooldown over the last `decay_fraction` of the run: a
+# run of one branches from a constant-LR run's checkpoint where its cooldown starts.
+COOLDOWNS = ("wsd", "wsd_linear")
+
+
 @schedule(decay_fraction=FRACTION, min_lr_ratio=FRACTION)
 def wsd_linear(
     t: int, T: int, base: float, decay_fraction: float = 0.2, min_lr_ratio: float = 0.0
@@ -467,7 +472,7 @@ def horizon_problems(
                 f"its phases would span {', '.join(f'{x:.3g}' for x in lengths)} steps; "
                 f"allowed: {allowed}"
             )
-    elif name == "wsd":
+    elif name in COOLDOWNS:
         fraction = knob["decay_fraction"]
         D = round(fraction * S)
         if fraction > 0 and D < 2:

@@ -108,17 +108,18 @@ class RunSpec:
 
 
 def branch_epoch(config: Mapping[str, Any]) -> int | float | None:
-    """The epoch a run with ``branch.from_sweep`` starts from: warmup-stable-decay's cooldown
-    start, ``max_epochs * (1 - decay_fraction)`` (not a whole number when the cooldown starts
-    mid-epoch), else the run's last epoch (nothing left to train: the run is its source's
-    state there, tested). Pure."""
+    """The epoch a run with ``branch.from_sweep`` starts from: the cooldown start of a
+    warmup-stable-decay run (``schedules.COOLDOWNS``), ``max_epochs * (1 - decay_fraction)``
+    (not a whole number when the cooldown starts mid-epoch), else the run's last epoch (nothing
+    left to train: the run is its source's state there, tested). Pure."""
     if not (config.get("branch") or {}).get("from_sweep"):
         return None
     epochs = config["trainer"]["max_epochs"]
     schedule = config["schedule"]
-    if schedule["name"] != "wsd":
+    name = schedule["name"]
+    if name not in schedules.COOLDOWNS:
         return epochs
-    start = epochs * (1 - schedule.get("decay_fraction", schedules.knobs("wsd")["decay_fraction"]))
+    start = epochs * (1 - schedule.get("decay_fraction", schedules.knobs(name)["decay_fraction"]))
     return round(start) if abs(start - round(start)) < 1e-9 else start
 
 

@@ -3,10 +3,11 @@
 import json
 
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 from test_app import run
 
-from bench import budget, tracking
+from bench import budget, schedules, tracking
 
 SETTINGS = {
     "enabled": True,
@@ -79,6 +80,17 @@ def test_the_budget_study_branches_wsd_and_constant_and_reports_per_budget(tmp_p
     assert sorted(zip(branched["schedule"], branched["epochs"], strict=True)) == sorted(
         [(s, e) for s in ("constant", "wsd", "wsd_linear") for e in (2, 4)] * 2
     )
+    # a branched cooldown trains its own shape from the source's cooldown start: its whole LR
+    # trace (the source's steps copied, then its own) is its schedule's formula at every step
+    for r in runs:
+        name = r.data.tags["schedule"]
+        if tracking.BRANCHED_FROM_TAG not in r.data.tags or name == "constant":
+            continue
+        T, base = int(r.data.params["total_steps"]), float(r.data.params["optimizer.lr"])
+        trace = sorted((m.step, m.value) for m in store.get_metric_history(r.info.run_id, "lr"))
+        want = [schedules.SCHEDULES[name](t, T, base, decay_fraction=0.5) for t in range(T)]
+        assert [s for s, _ in trace] == list(range(T)), name
+        assert [v for _, v in trace] == pytest.approx(want), name
     straight = made[~made["branched"] & ~made["kept"].map(bool)]
     assert sorted(zip(straight["schedule"], straight["epochs"], strict=True)) == [
         ("cosine", 2),
