@@ -169,7 +169,7 @@ def _keep_template(store: Path, kept: Path) -> None:
 def _create_sqlite(path: Path) -> None:
     """A new SQLite store at ``path``, built whole under another name and renamed into place:
     a process killed while MLflow creates and migrates the schema leaves no half-built store
-    where later commands would find it. Copied from the template (``template``) where one is
+    where later commands would find it. Copied from the template (``store_template``) where one is
     kept; else built by MLflow, and kept as the template."""
     building = path.with_name(f".{path.name}.creating-{os.getpid()}")
     building.unlink(missing_ok=True)
@@ -180,7 +180,9 @@ def _create_sqlite(path: Path) -> None:
         if kept is not None and kept.is_file():
             try:
                 with (
-                    contextlib.closing(sqlite3.connect(kept)) as source,
+                    contextlib.closing(
+                        sqlite3.connect(f"{kept.resolve().as_uri()}?mode=ro", uri=True)
+                    ) as source,
                     contextlib.closing(sqlite3.connect(building)) as copy,
                 ):
                     source.backup(copy)
