@@ -387,6 +387,7 @@ class SweepCallback(Callback):
         tracking.end_run(sweep.tracking_uri, sweep.parent_run_id, status)
         _active.clear()
         _scheduled.clear()
+        view = None  # the sweep's saved view in MLflow's UI, once its report is made
         if config.report.after_sweep and n_finished:
             from bench import report
 
@@ -404,13 +405,13 @@ class SweepCallback(Callback):
                 report.options_from(OmegaConf.to_container(config.report, resolve=True)),
             )
             report.print_tables(made)
+            view = made.view
         elsewhere = (
             f" {n_elsewhere} still running in another process (they count once they end)."
             if n_elsewhere
             else ""
         )
         print(f"\nSweep done: {n_finished} of {sweep.n_runs} runs finished.{elsewhere}")
-        view = made.view if config.report.after_sweep and n_finished else None
         print(tracking.browse_hint(sweep.tracking_uri, sweep.experiment_id, view))
         if failed:
             print("Failed:\n" + "\n".join(f"  - {f}" for f in failed), file=sys.stderr)

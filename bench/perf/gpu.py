@@ -94,22 +94,16 @@ class BusySampler:
         return statistics.fmean(self.samples) if self.samples else float("nan")
 
 
-def epoch_seconds(uri: str, run_id: str) -> tuple[float, list[float]]:
-    """A run's first epoch (from its start) and the seconds of each later one, from the times
-    its ``val_acc`` points were written (one per epoch, after its validation pass)."""
+def epoch_seconds(uri: str, experiment_id: str) -> tuple[float, list[float], int]:
+    """The experiment's latest run: its first epoch (from its start) and the seconds of each
+    later one, from the times its ``val_acc`` points were written (one per epoch, after its
+    validation pass), and its training images (its ``n_train`` param)."""
     mc = MlflowClient(uri)
-    start = mc.get_run(run_id).info.start_time
-    times = sorted((m.step, m.timestamp) for m in mc.get_metric_history(run_id, "val_acc"))
-    stamps = [start] + [t for _, t in times]
+    [run] = mc.search_runs([experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+    history = mc.get_metric_history(run.info.run_id, "val_acc")
+    stamps = [run.info.start_time] + [m.timestamp for m in sorted(history, key=lambda m: m.step)]
     seconds = list(np.diff(stamps) / 1000)
-    return seconds[0], seconds[1:]
-
-
-def _last_run(uri: str, experiment_id: str) -> str:
-    found = MlflowClient(uri).search_runs(
-        [experiment_id], order_by=["attributes.start_time DESC"], max_results=1
-    )
-    return found[0].info.run_id
+    return seconds[0], seconds[1:], int(run.data.params["n_train"])
 
 
 def time_variant(name: str, config: dict, uri: str, experiment_id: str, folder: Path) -> dict:
@@ -123,13 +117,12 @@ def time_variant(name: str, config: dict, uri: str, experiment_id: str, folder: 
     with BusySampler() if cuda else contextlib.nullcontext() as busy:
         bench = bench_run(config, uri, experiment_id, folder)
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-    first, later = epoch_seconds(uri, _last_run(uri, experiment_id))
+    first, later, images = epoch_seconds(uri, experiment_id)
     bench_epoch = statistics.median(later) if later else first
     bare_epoch, bare = float("nan"), {}
     if not config["trainer"].get("compile"):
         bare = bare_run(config)
         bare_epoch = statistics.median(bare["epoch_s"][1:] or bare["epoch_s"])
-    images = bare.get("images") or len_train(config)
     return {
         "variant": name,
         "epochs": config["trainer"]["max_epochs"],
@@ -145,16 +138,6 @@ def time_variant(name: str, config: dict, uri: str, experiment_id: str, folder: 
         "peak memory GiB": peak,
         "val acc %": 100 * bench["val_acc"],
     }
-
-
-def len_train(config: dict) -> int:
-    """Training images of a run of ``config`` (its data module's split, set up here)."""
-    from hydra.utils import instantiate
-
-    dm = instantiate(dict(config["data"]))
-    dm.prepare_data()
-    dm.setup("fit")
-    return len(dm.splits["train"])
 
 
 @contextlib.contextmanager

@@ -115,16 +115,17 @@ def time_sweep(jobs: int, repeats: int) -> Part:
         {"measure": "sweep: from one run's end to the next's start (s)", "value": between},
         {"measure": "sweep: after the last run ended (s)", "value": after},
     ]
-    for what, seconds in startup.items():
-        rows.append({"measure": f"{what}, start to exit (s)", "value": seconds[0]})
+    for what, (median, low, high) in startup.items():
+        rows.append(
+            {"measure": f"{what}, start to exit (s)", "value": median, "min": low, "max": high}
+        )
     rows += [
         {"measure": "import torch, in a fresh process (s)", "value": torch_s},
         {"measure": "then import pytorch_lightning (s)", "value": lightning_s},
         {"measure": "then import mlflow (s)", "value": mlflow_s},
     ]
-    table = pd.DataFrame(rows)
-    table["min"] = [float("nan")] * 7 + [s[1] for s in startup.values()] + [float("nan")] * 3
-    table["max"] = [float("nan")] * 7 + [s[2] for s in startup.values()] + [float("nan")] * 3
+    # min and max only where a measure was repeated (the start-up rows); NaN elsewhere
+    table = pd.DataFrame(rows, columns=["measure", "value", "min", "max"])
     summary = [
         measure(f"sweep of {jobs} one-epoch runs: wall time (s)", wall),
         measure(
