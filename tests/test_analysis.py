@@ -464,6 +464,19 @@ def test_schedule_free_runs_sit_beside_the_schedules():
     ]
 
 
+def test_a_schedule_free_optimizers_lr_is_a_setting_where_the_schedules_sweep_it():
+    free = {"optimizer._target_": "schedulefree.SGDScheduleFree", "optimizer.lr_scale": "10"}
+    runs = pooled(
+        *[(k, 0, {"optimizer.lr": lr}) for k in ("step", "polynomial") for lr in ("0.05", "0.1")],
+        ("sgd_schedulefree", 0, {**free, "optimizer.lr": "0.05"}),
+        ("sgd_schedulefree", 0, {**free, "optimizer.lr": "0.1"}),
+    )
+    assert list(analysis.setting_labels(runs)) == ["optimizer.lr=0.05", "optimizer.lr=0.1"] * 3
+    assert analysis.pooling_warnings(runs) == []  # its LR is no knob any more
+    assert cells(runs)[1] == 0
+    assert analysis.setting_labels(runs, without=("optimizer.lr",)).eq("").all()
+
+
 def test_a_param_some_runs_lack_is_compared_among_those_that_have_it():
     runs = pooled(("step", 0, {}), ("step", 1, {"optimizer.wd_coupled": "False"}))
     assert set(analysis.setting_labels(runs)) == {""}

@@ -131,8 +131,9 @@ def test_nothing_finished_writes_nothing(tmp_path):
 
 
 def test_a_swept_lr_with_a_schedule_free_optimizer(tmp_path):
-    """The base LR is swept; schedule-free SGD keeps its own LR and joins the fair comparison,
-    where every schedule is taken at its own best LR, chosen on validation."""
+    """The base LR is swept; schedule-free SGD at an LR of its own sits in a setting of its own,
+    and joins the fair comparison, where every schedule is taken at its own best LR, chosen on
+    validation."""
     cells = []
     for lr, shift in (("0.05", 0.0), ("0.1", 0.02)):
         for s, a in enumerate(BASELINE):
@@ -146,12 +147,37 @@ def test_a_swept_lr_with_a_schedule_free_optimizer(tmp_path):
     assert (fair["metric"] == "test_acc").all()
     sens = pd.read_csv(tmp_path / "r" / "lr_sensitivity.csv")
     assert sorted(set(sens["lr"])) == [0.05, 0.1, 0.15]
-    assert any("(the runs without a setting of their own)" in w for w in made.warnings)
+    assert any("setting(s) 'optimizer.lr=0.15'" in w for w in made.warnings)
     robust = pd.read_csv(tmp_path / "r" / "lr_robustness.csv").set_index("schedule")
     assert robust.loc["constant", "best_lr"] == 0.1 and robust.loc["cosine", "best_lr"] == 0.05
     assert robust.loc["sgd_schedulefree", "n_lrs"] == 1  # its own LR: one point, no range
     assert (tmp_path / "r" / "lr_robustness.png").exists()
     assert "How wide each schedule's good base LR is" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_schedule_free_on_the_lr_grid_is_judged_at_each_lr_and_at_its_best(tmp_path):
+    """Schedule-free SGD run on the schedules' LR grid sits beside them at each base LR; its
+    best LR is not cosine's, so "matches the best schedule" is refuted at either LR and holds
+    with every arm at its own best LR."""
+    cells = []
+    for s, a in enumerate(BASELINE):
+        for lr, cosine, free in (("0.05", 0.05, 0.0), ("0.1", 0.0, 0.05)):
+            extra = {"optimizer.lr": lr}
+            cells.append(("constant", s, a, extra, "FINISHED"))
+            cells.append(("cosine", s, a + cosine + 0.001 * s, extra, "FINISHED"))
+            cells.append(("sgd_schedulefree", s, a + free, {**FREE, **extra}, "FINISHED"))
+    made = report.write(runs_of(cells), tmp_path / "r")
+    assert not made.warnings  # no setting of its own, no knobs pooled
+    claim = "schedule-free SGD matches the best schedule (within ±0.5 pt)"
+    at_each = made.claims.set_index(["setting", "claim"])
+    assert at_each.loc[("optimizer.lr=0.05", claim), "verdict"] == "refuted"  # 5 pt behind
+    assert at_each.loc[("optimizer.lr=0.1", claim), "verdict"] == "refuted"  # 5 pt ahead
+    tuned = pd.read_csv(tmp_path / "r" / "claims_at_best_lr.csv").set_index("claim")
+    assert tuned.loc[claim, "verdict"] == "held"
+    assert tuned.loc[claim, "metric"] == "test_acc"
+    assert tuned.loc[claim, "diff_mean"] == pytest.approx(-0.2, abs=0.05)
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "The claims with every arm at its own best base LR" in text
 
 
 def test_every_claim_tested_names_its_source_in_the_csv_and_report(written):

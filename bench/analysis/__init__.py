@@ -24,6 +24,7 @@ from bench.analysis.tables import (
     lr_sensitivity,
     order,
     rank_summary,
+    runs_at_best_lr,
     stability_runs,
     stability_table,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "pooling",
     "pooling_warnings",
     "rank_summary",
+    "runs_at_best_lr",
     "setting_labels",
     "stability_runs",
     "stability_table",

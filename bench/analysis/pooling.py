@@ -74,7 +74,9 @@ def setting_labels(runs: pd.DataFrame, without: tuple[str, ...] = ()) -> pd.Seri
 
     A schedule-free optimizer stands in for a schedule (``bench.schedules.SCHEDULE_FREE``): its
     ``optimizer.*`` params are its knobs, like a schedule's, so its runs sit beside the
-    schedules' instead of making a setting of their own. A param that some runs lack (one that
+    schedules' instead of making a setting of their own; but where the schedules' runs sweep
+    the base LR, its ``optimizer.lr`` is a setting as theirs is, so each of its runs sits beside
+    the schedules at the same base LR. A param that some runs lack (one that
     a later version of bench added, say) is compared among the runs that have it. Params in
     ``without`` are left out of the labels (``optimizer.lr``, when it is an axis of its own)."""
     if runs.empty:
@@ -89,12 +91,30 @@ def setting_labels(runs: pd.DataFrame, without: tuple[str, ...] = ()) -> pd.Seri
 
 
 def _setting_params(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs' params, a schedule-free optimizer's ``optimizer.*`` blanked (they are knobs)."""
+    """The runs' params, a schedule-free optimizer's ``optimizer.*`` blanked (they are knobs),
+    its base LR aside where the schedules sweep it (``_knob_columns``)."""
     params = params_of(runs)
-    schedule_free = params.get("optimizer._target_", pd.Series(dtype=object)).isin(SCHEDULE_FREE)
-    optimizer_keys = [c for c in params if c.startswith("optimizer.")]
-    params.loc[schedule_free.reindex(params.index, fill_value=False), optimizer_keys] = None
+    free = _schedule_free(params)
+    params.loc[free, _knob_columns(runs, params, free)] = None
     return params
+
+
+def _schedule_free(params: pd.DataFrame) -> pd.Series:
+    """Which runs train with a schedule-free optimizer."""
+    target = params.get("optimizer._target_", pd.Series(index=params.index, dtype=object))
+    return target.isin(SCHEDULE_FREE)
+
+
+def _knob_columns(runs: pd.DataFrame, params: pd.DataFrame, free: pd.Series) -> list[str]:
+    """A schedule-free optimizer's knobs: its ``optimizer.*`` params, but for ``optimizer.lr``
+    where the finished runs of the schedules differ in it (the base LR is an axis of the
+    study, and the schedule-free optimizer's is on the same scale: the classical rate)."""
+    keys = [c for c in params if c.startswith("optimizer.")]
+    if "optimizer.lr" in keys:
+        scheduled = params.loc[~free & (runs["status"] == "FINISHED"), "optimizer.lr"]
+        if scheduled.dropna().astype(str).nunique() > 1:
+            keys.remove("optimizer.lr")
+    return keys
 
 
 def setting_keys(runs: pd.DataFrame, without: tuple[str, ...] = ()) -> list[str]:
@@ -113,13 +133,12 @@ def setting_keys(runs: pd.DataFrame, without: tuple[str, ...] = ()) -> list[str]
 
 def _knobs(runs: pd.DataFrame) -> pd.DataFrame:
     """Each run's knobs as text ("" where a run lacks one): its schedule's (``schedule.*``), and
-    for a schedule-free optimizer its ``optimizer.*`` params, which stand in for them."""
+    for a schedule-free optimizer its ``optimizer.*`` params (``_knob_columns``), which stand in
+    for them."""
     params = params_of(runs)
-    free = params.get("optimizer._target_", pd.Series(index=runs.index, dtype=object)).isin(
-        SCHEDULE_FREE
-    )
+    free = _schedule_free(params)
     knobs = params[[c for c in params if c.startswith("schedule.") and c != "schedule.name"]]
-    optimizer = params[[c for c in params if c.startswith("optimizer.")]]
+    optimizer = params[_knob_columns(runs, params, free)]
     knobs = pd.concat([knobs, optimizer.where(free, axis=0)], axis=1)
     return knobs.fillna("").astype(str)
 

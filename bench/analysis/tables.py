@@ -12,7 +12,7 @@ one setting) and compares schedules within a setting only.
   epochs to peak, epochs and seconds to a target accuracy, divergences and failures.
 - ``ensemble_table``: snapshot ensembles against the final model, paired by run.
 - ``rank_summary``: across settings, each schedule's mean rank.
-- ``lr_sensitivity`` and ``at_best_lr``: when the base LR is swept.
+- ``lr_sensitivity``, ``runs_at_best_lr`` and ``at_best_lr``: when the base LR is swept.
 """
 
 from __future__ import annotations
@@ -474,6 +474,14 @@ def lr_robustness(per_run: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def runs_at_best_lr(per_run: pd.DataFrame, choose_on: str = HEADLINE) -> pd.DataFrame:
+    """The runs of each schedule (per setting) at its own best base LR: the ``lr`` whose mean
+    ``choose_on`` is highest. ``per_run`` as ``lr_sensitivity`` takes it; its rows are kept."""
+    sens = lr_sensitivity(per_run, choose_on)
+    best = sens.loc[sens.groupby(["setting", "schedule"])["mean"].idxmax()]
+    return per_run.merge(best[["setting", "schedule", "lr"]], on=["setting", "schedule", "lr"])
+
+
 def at_best_lr(
     per_run: pd.DataFrame,
     baseline: str = BASELINE,
@@ -486,11 +494,11 @@ def at_best_lr(
     ``accuracy_table`` does. Adds ``lr`` (the chosen LR) and ``near_best_lrs`` (the range of LRs
     within one point of the best)."""
     sens = lr_sensitivity(per_run, choose_on)
-    best = sens.loc[sens.groupby(["setting", "schedule"])["mean"].idxmax()]
-    chosen = per_run.merge(best[["setting", "schedule", "lr"]], on=["setting", "schedule", "lr"])
+    chosen = runs_at_best_lr(per_run, choose_on)
     table = accuracy_table(chosen, None, baseline, preferred, metrics=(compare_on,))
     near = sens[sens["near_best"]].groupby(["setting", "schedule"])["lr"].agg(["min", "max"])
-    table = table.merge(best[["setting", "schedule", "lr"]], on=["setting", "schedule"])
+    best = chosen[["setting", "schedule", "lr"]].drop_duplicates()
+    table = table.merge(best, on=["setting", "schedule"])
     return table.assign(
         near_best_lrs=[
             f"{near.loc[(s, k), 'min']:g}–{near.loc[(s, k), 'max']:g}"

@@ -200,6 +200,12 @@ def report_md(
             "validation accuracy), compared on test accuracy, paired by seed with "
             f"{b} at its best LR:\n",
             md["at_best_lr"],
+            "\nThe claims with every arm at its own best base LR (chosen on validation "
+            "accuracy; the accuracy claims judged on test accuracy), as the Verdicts judge them "
+            "at each base LR. This is the form of a claim that one schedule matches a tuned "
+            "one.\n",
+            _verdict_summary(a.claims_at_best_lr),
+            md["claims_at_best_lr"] if len(a.claims_at_best_lr) else "",
             "\nHow wide each schedule's good base LR is: the LRs next to its best, without a "
             "gap, whose mean is within 1 point of the best's; the wider range whose 95% CI "
             "reaches that far, which this grid cannot tell from good; and the lowest LR at "

@@ -292,5 +292,6 @@ def tables(a: Analysed, options: Options) -> dict[str, tuple[pd.DataFrame, pd.Da
     if a.sensitivity is not None:
         tables["lr_sensitivity"] = (a.sensitivity, sensitivity_view(a.sensitivity, m))
         tables["at_best_lr"] = (a.at_best_lr, _at_best_view(a.at_best_lr, b))
+        tables["claims_at_best_lr"] = (a.claims_at_best_lr, claims_view(a.claims_at_best_lr))
         tables["lr_robustness"] = (a.robustness, robustness_view(a.robustness, m))
     return tables
