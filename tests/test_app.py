@@ -748,6 +748,26 @@ def test_a_report_made_again_leaves_one_value_per_parent_metric(sweep):
         assert len(client.get_metric_history(parent.info.run_id, key)) == 1, key
 
 
+def test_a_report_is_drawn_again_from_its_own_data_without_the_store(sweep, tmp_path):
+    """The report of a real sweep keeps its runs in data/; drawn again from them alone, in a
+    folder with no MLflow store, it is the same report (every table and report.md)."""
+    root = sweep[0]
+    source = root / "reports" / "digits"
+    shutil.copytree(source, tmp_path / "copy")
+    again = run("bench-report", "--from", "copy", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert not (tmp_path / "mlflow.db").exists()
+    tables = sorted(p.name for p in source.iterdir() if p.suffix in (".md", ".csv", ".tex"))
+    assert "report.md" in tables and "accuracy.csv" in tables
+    for name in tables:
+        assert (tmp_path / "copy" / name).read_text() == (source / name).read_text(), name
+    moved = run(
+        "bench-report", "--from", "copy", "--baseline", "cosine", "--out", "b", cwd=tmp_path
+    )
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    assert "differences are from **cosine**" in (tmp_path / "b" / "report.md").read_text()
+
+
 def test_the_same_sweep_started_twice_at_once_trains_each_run_once(tmp_path):
     args = ["bench", "schedule=constant,cosine", "seed=0", "trainer.max_epochs=2"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": ""}

@@ -180,6 +180,29 @@ def test_schedule_free_on_the_lr_grid_is_judged_at_each_lr_and_at_its_best(tmp_p
     assert "The claims with every arm at its own best base LR" in text
 
 
+def test_a_report_drawn_again_from_its_data_is_the_same_report(written, tmp_path):
+    made, folder = written
+    again = report.redraw(folder, tmp_path / "again")
+    assert list(again.options.claims) == list(made.options.claims)  # its extra claim
+    assert tuple(again.options.formats) == tuple(made.options.formats)  # and its PDF figures
+    for name in sorted(p.name for p in folder.iterdir() if p.suffix in (".md", ".csv", ".tex")):
+        assert (tmp_path / "again" / name).read_text() == (folder / name).read_text(), name
+    assert (tmp_path / "again" / "forest.pdf").exists()
+    kept = report.data.load(folder / "data")
+    original = runs_of([("constant", 0, 0.7, {}, "FINISHED")])  # the columns, as loaded
+    assert list(kept.data.runs.columns) == list(original.runs.columns)
+    assert kept.data.runs["test_acc"].dtype == float and kept.data.runs["seed"].dtype == int
+    assert kept.data.runs["params"][0] == {**BASE, "schedule": "constant", "seed": "0"}
+
+
+def test_drawing_again_from_a_folder_without_data_says_what_is_missing(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "report.md").write_text("# Report\n")
+    with pytest.raises(LookupError, match="missing: runs.json, epochs.csv, lr.csv, report.json"):
+        report.redraw(tmp_path / "old", tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
 def test_every_claim_tested_names_its_source_in_the_csv_and_report(written):
     _, folder = written
     tested = pd.read_csv(folder / "claims.csv")

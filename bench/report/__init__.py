@@ -6,8 +6,10 @@ A report is one folder:
   bottom;
 - tables as CSV (stable, machine-readable column names; accuracies as fractions), Markdown and
   LaTeX (booktabs; readable headers, points): ``accuracy``, ``stability``, ``claims``, and where
-  they apply ``ensemble``, ``ranks`` (several settings), ``lr_sensitivity``, ``at_best_lr``
-  and ``lr_robustness`` (a swept base LR);
+  they apply ``ensemble``, ``ranks`` (several settings), ``lr_sensitivity``, ``at_best_lr``,
+  ``claims_at_best_lr`` and ``lr_robustness`` (a swept base LR);
+- ``data/``: the runs, curves and LR traces it was drawn from (``data``), from which
+  ``bench-report --from FOLDER`` draws it again without the MLflow store (``redraw``);
 - figures as PNG and SVG (and PDF on request): ``val_acc_curves``, ``val_acc_differences``,
   ``final_acc_per_seed``, ``forest``, ``stability``, ``lr_traces``, ``lr_sensitivity`` and
   ``lr_robustness`` (a swept base LR); one
@@ -22,16 +24,16 @@ aside and swapped in whole: a failed report never leaves a half-written one.
 One job per module, in the order the data flows: ``options`` (what a report compares, and
 ``Report``, what it found), ``analyse`` (the runs as loaded -> every frame shown; pure),
 ``views`` (frames -> tables for readers), ``document`` (report.md, the table files, the parent
-run's description), ``figures`` (the figures), ``publish`` (the one edge: the runs and LR traces
-loaded from MLflow once, the folder swapped in, the parent run updated), ``cli``
-(``bench-report``).
+run's description), ``figures`` (the figures), ``data`` (what the report was drawn from, kept
+beside it), ``publish`` (the one edge: the runs and LR traces loaded from MLflow once, or from a
+report's data, the folder swapped in, the parent run updated), ``cli`` (``bench-report``).
 """
 
 from bench.report.analyse import Analysed, analyse, trace_runs
 from bench.report.cli import main, parser, print_tables
 from bench.report.document import description, headline_metrics
 from bench.report.options import FORMATS, HEADLINES, METRIC_NAMES, Options, Report, options_from
-from bench.report.publish import BASELINE_TAG, NOTE_TAG, make, write
+from bench.report.publish import BASELINE_TAG, NOTE_TAG, make, redraw, write
 from bench.report.views import (
     accuracy_view,
     claims_view,
@@ -61,6 +63,7 @@ __all__ = [
     "options_from",
     "parser",
     "print_tables",
+    "redraw",
     "stability_view",
     "to_latex",
     "to_markdown",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench import analysis, schedules, tracking
 from bench.report.options import HEADLINES, METRIC_NAMES, Options, Report
-from bench.report.publish import make
+from bench.report.publish import make, redraw
 from bench.report.views import accuracy_view, claims_view, ensemble_view, stability_view
 
 
@@ -54,11 +54,14 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bench-report",
         description="Regenerate a report (tables, verdicts on claims, figures) from the MLflow "
-        "store: of the latest sweep by default, of chosen sweeps merged, or of every run.",
-        epilog="Writes OUT/report.md with the tables as .csv/.md/.tex and the figures as "
-        ".png/.svg (--pdf: also .pdf). A report of one sweep is also logged to the sweep's "
-        "parent run in MLflow. Repeated (setting, schedule, seed) cells count once. "
-        "Example: bench-report --all --out results/digits (the curated copy).",
+        "store: of the latest sweep by default, of chosen sweeps merged, or of every run; or "
+        "draw a report again from the data it keeps (--from), without the store.",
+        epilog="Writes OUT/report.md with the tables as .csv/.md/.tex, the figures as "
+        ".png/.svg (--pdf: also .pdf) and the runs it was drawn from in OUT/data/. A report of "
+        "one sweep is also logged to the sweep's parent run in MLflow. Repeated (setting, "
+        "schedule, seed) cells count once. Examples: bench-report --all --out results/digits "
+        "(the curated copy); bench-report --from results/digits --pdf (the same report again, "
+        "with PDF figures).",
     )
     p.add_argument(
         "--experiment", default="digits", help="MLflow experiment to report (default: digits)"
@@ -75,6 +78,14 @@ def parser() -> argparse.ArgumentParser:
         "--all",
         action="store_true",
         help="every run of the experiment, from all its sweeps and single runs",
+    )
+    scope.add_argument(
+        "--from",
+        dest="source",
+        metavar="REPORT_DIR",
+        help="draw the report in REPORT_DIR again from the data it keeps (REPORT_DIR/data/), "
+        "with the current figures and tables; reads no MLflow store (default --out: "
+        "REPORT_DIR itself)",
     )
     p.add_argument(
         "--tag",
@@ -93,21 +104,22 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--baseline",
-        default=analysis.BASELINE,
+        default=None,
         metavar="SCHEDULE",
-        help=f"the schedule the others are compared with (default: {analysis.BASELINE})",
+        help=f"the schedule the others are compared with (default: {analysis.BASELINE}; with "
+        "--from, the report's own)",
     )
     p.add_argument(
         "--metric",
-        default=analysis.HEADLINE,
+        default=None,
         choices=HEADLINES,
-        help=f"the headline accuracy (default: {analysis.HEADLINE})",
+        help=f"the headline accuracy (default: {analysis.HEADLINE}; with --from, the report's own)",
     )
     p.add_argument(
         "--out",
         default=None,
         metavar="DIR",
-        help="the report's folder (default: reports/<experiment>)",
+        help="the report's folder (default: reports/<experiment>; with --from, REPORT_DIR)",
     )
     p.add_argument("--pdf", action="store_true", help="also write the figures as PDF")
     p.add_argument(
@@ -121,6 +133,23 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.baseline is not None and args.baseline not in schedules.ARMS:
+        print(
+            f"bench-report: --baseline {args.baseline!r}: allowed: {', '.join(schedules.ARMS)}",
+            file=sys.stderr,
+        )
+        return 2
+    formats = ("png", "svg", "pdf") if args.pdf else ()
+    if args.source is not None:
+        source = Path(args.source)
+        out = Path(args.out) if args.out else source.parent if source.name == "data" else source
+        try:
+            report = redraw(source, out, args.baseline or "", args.metric or "", formats)
+        except LookupError as e:
+            print(f"bench-report: --from {args.source}: {e.args[0]}", file=sys.stderr)
+            return 2
+        print_tables(report)
+        return 0
     if argv is None:  # the command, not a call from Python
         tracking.exit_quickly()
         tracking.send_pending()
@@ -128,16 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         print(f"bench-report: no MLflow store at {uri}; run `bench` here first", file=sys.stderr)
         return 2
-    if args.baseline not in schedules.ARMS:
-        print(
-            f"bench-report: --baseline {args.baseline!r}: allowed: {', '.join(schedules.ARMS)}",
-            file=sys.stderr,
-        )
-        return 2
     options = Options(
-        baseline=args.baseline,
-        metric=args.metric,
-        formats=("png", "svg", "pdf") if args.pdf else ("png", "svg"),
+        baseline=args.baseline or analysis.BASELINE,
+        metric=args.metric or analysis.HEADLINE,
+        formats=formats or ("png", "svg"),
     )
     folder = Path(args.out) if args.out else Path("reports") / args.experiment
     try:

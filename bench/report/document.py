@@ -225,6 +225,9 @@ def report_md(
         "LaTeX (booktabs): "
         + ", ".join(f"`{t}.csv`/`.tex`" for t in tables)
         + ". Column definitions are in bench's `bench/analysis/README.md`.\n",
+        "\nThe runs, validation curves and LR traces this report was drawn from are in `data/` "
+        "(`runs.json`, `epochs.csv`, `lr.csv`, `report.json`): `bench-report --from FOLDER` "
+        "draws the report again from them, without the MLflow store.\n",
     ]
     return "\n".join(sections)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import analysis, tracking
+from bench.report import data as saved_data
 from bench.report.analyse import Analysed, analyse, trace_runs
 from bench.report.document import description, headline_metrics, report_md, write_tables
 from bench.report.figures import write_figures
@@ -38,7 +39,8 @@ def write(
     """Write the report of ``data`` into ``folder`` (replaced whole), from ``analysed`` (or
     analysed here). ``scope`` and the ``commands`` that made the runs are named under "What was
     run"; ``lr`` holds the LR traces of the runs ``trace_runs`` names (none: the LR panels are
-    left blank). Reads nothing: ``make`` loads what it writes."""
+    left blank). Reads nothing: ``make`` loads what it writes. Keeps all of these in the
+    folder's ``data/`` (``bench.report.data``), from which ``redraw`` writes it again."""
     options = options or Options()
     if data.finished.empty:
         raise LookupError(
@@ -55,6 +57,8 @@ def write(
         shown = tables(a, options)
         write_tables(shown, staging)
         write_figures(a, options, staging, lr)
+        saved = saved_data.Saved(data, lr, scope, list(commands), options)
+        saved_data.save(staging / saved_data.FOLDER, saved)
         (staging / "report.md").write_text(
             report_md(data, a, options, scope, list(commands), shown)
         )
@@ -83,6 +87,25 @@ def write(
         options=options,
         ensemble=a.ensemble,
     )
+
+
+def redraw(
+    source: Path, folder: Path, baseline: str = "", metric: str = "", formats: Sequence[str] = ()
+) -> Report:
+    """Write the report kept in ``source`` (a report's folder, or its ``data/``) to ``folder``
+    again, from its data alone (``bench.report.data``): no MLflow store is read or updated.
+    ``baseline``, ``metric`` and ``formats`` replace the report's own where given."""
+    source = Path(source)
+    if (source / saved_data.FOLDER).is_dir():
+        source = source / saved_data.FOLDER
+    saved = saved_data.load(source)
+    options = dataclasses.replace(
+        saved.options,
+        baseline=baseline or saved.options.baseline,
+        metric=metric or saved.options.metric,
+        formats=tuple(formats) or saved.options.formats,
+    )
+    return write(saved.data, folder, options, saved.scope, saved.commands, saved.lr)
 
 
 def make(
