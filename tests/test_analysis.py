@@ -475,6 +475,15 @@ def test_a_schedule_free_optimizers_lr_is_a_setting_where_the_schedules_sweep_it
     assert analysis.pooling_warnings(runs) == []  # its LR is no knob any more
     assert cells(runs)[1] == 0
     assert analysis.setting_labels(runs, without=("optimizer.lr",)).eq("").all()
+    alone = pooled(
+        *[
+            ("sgd_schedulefree", s, {**free, "optimizer.lr": lr})
+            for s in (0, 1)
+            for lr in ("0.05", "0.1")
+        ]
+    )
+    assert list(analysis.setting_labels(alone)) == ["optimizer.lr=0.05", "optimizer.lr=0.1"] * 2
+    assert analysis.pooling_warnings(alone) == []  # a second sweep of its own: not pooled
 
 
 def test_a_param_some_runs_lack_is_compared_among_those_that_have_it():

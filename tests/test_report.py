@@ -166,7 +166,8 @@ def test_schedule_free_on_the_lr_grid_is_judged_at_each_lr_and_at_its_best(tmp_p
             cells.append(("constant", s, a, extra, "FINISHED"))
             cells.append(("cosine", s, a + cosine + 0.001 * s, extra, "FINISHED"))
             cells.append(("sgd_schedulefree", s, a + free, {**FREE, **extra}, "FINISHED"))
-    made = report.write(runs_of(cells), tmp_path / "r")
+    mine = Claim("cosine peaks higher", "cosine", "constant", "best_val_acc", low=0)
+    made = report.write(runs_of(cells), tmp_path / "r", report.Options(claims=[mine]))
     assert not made.warnings  # no setting of its own, no knobs pooled
     claim = "schedule-free SGD matches the best schedule (within ±0.5 pt)"
     at_each = made.claims.set_index(["setting", "claim"])
@@ -176,6 +177,8 @@ def test_schedule_free_on_the_lr_grid_is_judged_at_each_lr_and_at_its_best(tmp_p
     assert tuned.loc[claim, "verdict"] == "held"
     assert tuned.loc[claim, "metric"] == "test_acc"
     assert tuned.loc[claim, "diff_mean"] == pytest.approx(-0.2, abs=0.05)
+    assert tuned.loc["cosine peaks higher", "metric"] == "test_acc"  # never where LRs were chosen
+    assert made.claims_at_best_lr is not None and len(made.claims_at_best_lr) == len(tuned)
     text = (tmp_path / "r" / "report.md").read_text()
     assert "The claims with every arm at its own best base LR" in text
 
@@ -188,11 +191,77 @@ def test_a_report_drawn_again_from_its_data_is_the_same_report(written, tmp_path
     for name in sorted(p.name for p in folder.iterdir() if p.suffix in (".md", ".csv", ".tex")):
         assert (tmp_path / "again" / name).read_text() == (folder / name).read_text(), name
     assert (tmp_path / "again" / "forest.pdf").exists()
+    for name in report.data.FILES:  # what it keeps, kept again the same
+        assert (tmp_path / "again" / "data" / name).read_text() == (
+            folder / "data" / name
+        ).read_text()
     kept = report.data.load(folder / "data")
     original = runs_of([("constant", 0, 0.7, {}, "FINISHED")])  # the columns, as loaded
     assert list(kept.data.runs.columns) == list(original.runs.columns)
     assert kept.data.runs["test_acc"].dtype == float and kept.data.runs["seed"].dtype == int
     assert kept.data.runs["params"][0] == {**BASE, "schedule": "constant", "seed": "0"}
+
+
+def test_the_lr_traces_rounds_and_infinities_come_back_exactly(tmp_path):
+    cells = [
+        (s, seed, 0.7 + 0.01 * seed, {}, "FINISHED")
+        for s in ("constant", "cosine")
+        for seed in (0, 1)
+    ]
+    data = runs_of(cells)
+    data.runs.loc[1, "train_loss_final"] = float("inf")  # a run that blew up on its last step
+    lr = pd.DataFrame(
+        {
+            "run_id": ["r0"] * 3 + ["r2"] * 3,
+            "step": [0, 1, 2] * 2,
+            "lr": [0.1, 0.1, 0.1, 0.1, 0.05, 1 / 3],
+        }
+    )
+    options = report.Options(looks=(1, 2), stopping="The claims were decided.", made="In rounds.")
+    report.write(data, tmp_path / "r", options, "sweep `x`", ["bench seed=0,1"], lr)
+    kept = report.data.load(tmp_path / "r" / "data")
+    pd.testing.assert_frame_equal(kept.lr, lr)
+    pd.testing.assert_frame_equal(kept.data.epochs, data.epochs)
+    assert kept.data.runs.loc[1, "train_loss_final"] == float("inf")
+    assert "Infinity" not in (tmp_path / "r" / "data" / "runs.json").read_text()  # plain JSON
+    assert (kept.options.looks, kept.options.stopping, kept.options.made) == (
+        (1, 2),
+        options.stopping,
+        options.made,
+    )
+    assert (kept.scope, kept.commands) == ("sweep `x`", ["bench seed=0,1"])
+    again = report.redraw(tmp_path / "r", tmp_path / "again")
+    assert (tmp_path / "again" / "report.md").read_text() == (
+        tmp_path / "r" / "report.md"
+    ).read_text()
+    assert again.options.looks == (1, 2)
+
+
+def test_a_report_folder_named_data_is_drawn_again_in_place(tmp_path):
+    """Whether named by its own folder or by its data/, the report is written where it was, and
+    the folders beside it are left alone."""
+    cells = [
+        (s, seed, 0.7 + 0.01 * seed, {}, "FINISHED")
+        for s in ("constant", "cosine")
+        for seed in (0, 1)
+    ]
+    report.write(runs_of(cells), tmp_path / "reports" / "data")
+    (tmp_path / "reports" / "other").mkdir()
+    for source in (tmp_path / "reports" / "data", tmp_path / "reports" / "data" / "data"):
+        again = report.redraw(source)
+        assert again.folder == tmp_path / "reports" / "data"
+        assert (tmp_path / "reports" / "data" / "report.md").exists()
+        assert (tmp_path / "reports" / "other").is_dir()
+
+
+def test_from_refuses_the_options_that_choose_runs_from_a_store(tmp_path, capsys):
+    assert report.main(["--from", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert report.main(["--from", str(tmp_path), "--where", "optimizer.lr=0.1"]) == 2
+    assert (
+        "--where (which choose runs from the MLflow store) cannot go with it"
+        in capsys.readouterr().err
+    )
 
 
 def test_drawing_again_from_a_folder_without_data_says_what_is_missing(tmp_path):

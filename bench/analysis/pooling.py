@@ -75,8 +75,8 @@ def setting_labels(runs: pd.DataFrame, without: tuple[str, ...] = ()) -> pd.Seri
     A schedule-free optimizer stands in for a schedule (``bench.schedules.SCHEDULE_FREE``): its
     ``optimizer.*`` params are its knobs, like a schedule's, so its runs sit beside the
     schedules' instead of making a setting of their own; but where the schedules' runs sweep
-    the base LR, its ``optimizer.lr`` is a setting as theirs is, so each of its runs sits beside
-    the schedules at the same base LR. A param that some runs lack (one that
+    the base LR (or there are none), its ``optimizer.lr`` is a setting as theirs is, so each of
+    its runs sits beside the schedules at the same base LR. A param that some runs lack (one that
     a later version of bench added, say) is compared among the runs that have it. Params in
     ``without`` are left out of the labels (``optimizer.lr``, when it is an axis of its own)."""
     if runs.empty:
@@ -107,12 +107,14 @@ def _schedule_free(params: pd.DataFrame) -> pd.Series:
 
 def _knob_columns(runs: pd.DataFrame, params: pd.DataFrame, free: pd.Series) -> list[str]:
     """A schedule-free optimizer's knobs: its ``optimizer.*`` params, but for ``optimizer.lr``
-    where the finished runs of the schedules differ in it (the base LR is an axis of the
-    study, and the schedule-free optimizer's is on the same scale: the classical rate)."""
+    where the base LR is an axis of the study: where the finished runs of the schedules differ
+    in it, or where there are none (schedule-free runs alone, as a study's second sweep). For
+    schedule-free SGD ``optimizer.lr`` is the schedules' classical rate, which it scales by
+    ``lr_scale``; schedule-free AdamW's is Adam's, beside the SGD schedules a setting apart."""
     keys = [c for c in params if c.startswith("optimizer.")]
     if "optimizer.lr" in keys:
-        scheduled = params.loc[~free & (runs["status"] == "FINISHED"), "optimizer.lr"]
-        if scheduled.dropna().astype(str).nunique() > 1:
+        scheduled = params.loc[~free & (runs["status"] == "FINISHED"), "optimizer.lr"].dropna()
+        if scheduled.empty or scheduled.astype(str).nunique() > 1:
             keys.remove("optimizer.lr")
     return keys
 

@@ -477,7 +477,10 @@ def lr_robustness(per_run: pd.DataFrame, metric: str = HEADLINE) -> pd.DataFrame
 def runs_at_best_lr(per_run: pd.DataFrame, choose_on: str = HEADLINE) -> pd.DataFrame:
     """The runs of each schedule (per setting) at its own best base LR: the ``lr`` whose mean
     ``choose_on`` is highest. ``per_run`` as ``lr_sensitivity`` takes it; its rows are kept."""
-    sens = lr_sensitivity(per_run, choose_on)
+    return _at_best(per_run, lr_sensitivity(per_run, choose_on))
+
+
+def _at_best(per_run: pd.DataFrame, sens: pd.DataFrame) -> pd.DataFrame:
     best = sens.loc[sens.groupby(["setting", "schedule"])["mean"].idxmax()]
     return per_run.merge(best[["setting", "schedule", "lr"]], on=["setting", "schedule", "lr"])
 
@@ -494,7 +497,7 @@ def at_best_lr(
     ``accuracy_table`` does. Adds ``lr`` (the chosen LR) and ``near_best_lrs`` (the range of LRs
     within one point of the best)."""
     sens = lr_sensitivity(per_run, choose_on)
-    chosen = runs_at_best_lr(per_run, choose_on)
+    chosen = _at_best(per_run, sens)
     table = accuracy_table(chosen, None, baseline, preferred, metrics=(compare_on,))
     near = sens[sens["near_best"]].groupby(["setting", "schedule"])["lr"].agg(["min", "max"])
     best = chosen[["setting", "schedule", "lr"]].drop_duplicates()

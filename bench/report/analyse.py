@@ -62,7 +62,8 @@ def analyse(data: tracking.Runs, options: Options) -> Analysed:
         # the accuracy claims judged on test accuracy, like the fair comparison.
         tuned_claims = claims_mod.evaluate(
             analysis.runs_at_best_lr(swept, choose_on),
-            [_on_metric(c, "test_acc") for c in (*claims_mod.DEFAULT_CLAIMS, *options.claims)],
+            [_on_test(c) for c in (*claims_mod.DEFAULT_CLAIMS, *options.claims)],
+            looks=list(options.looks) or None,
         )
     warnings = analysis.pooling_warnings(runs)
     if n_repeats:
@@ -102,6 +103,14 @@ def analyse(data: tracking.Runs, options: Options) -> Analysed:
         n_repeats=n_repeats,
         warnings=warnings,
     )
+
+
+def _on_test(claim: claims_mod.Claim) -> claims_mod.Claim:
+    """A claim about a validation accuracy, moved to test accuracy: where the LR was chosen on
+    validation, validation no longer judges it."""
+    if claim.metric not in ("final_val_acc", "best_val_acc"):
+        return claim
+    return dataclasses.replace(claim, metric="test_acc")
 
 
 def _on_metric(claim: claims_mod.Claim, metric: str) -> claims_mod.Claim:

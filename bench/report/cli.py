@@ -30,9 +30,15 @@ def print_tables(report: Report, file=None) -> None:
         print("\nSnapshot ensembles", file=file)
         view = ensemble_view(report.ensemble)
         print(view.to_markdown(index=False, tablefmt="simple", disable_numparse=True), file=file)
-    if len(report.claims):
-        print("\nVerdicts", file=file)
-        view = claims_view(report.claims).drop(columns=["expected"])
+    tuned = report.claims_at_best_lr
+    for title, claims in (
+        ("Verdicts", report.claims),
+        ("Verdicts, every arm at its own best base LR (on test acc)", tuned),
+    ):
+        if claims is None or not len(claims):
+            continue
+        print(f"\n{title}", file=file)
+        view = claims_view(claims).drop(columns=["expected"])
         view["verdict"] = view["verdict"].str.replace("**", "", regex=False)
         print(view.to_markdown(index=False, tablefmt="simple", disable_numparse=True), file=file)
     for warning in report.warnings:
@@ -64,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
         "with PDF figures).",
     )
     p.add_argument(
-        "--experiment", default="digits", help="MLflow experiment to report (default: digits)"
+        "--experiment", default=None, help="MLflow experiment to report (default: digits)"
     )
     scope = p.add_mutually_exclusive_group()
     scope.add_argument(
@@ -141,15 +147,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     formats = ("png", "svg", "pdf") if args.pdf else ()
     if args.source is not None:
-        source = Path(args.source)
-        out = Path(args.out) if args.out else source.parent if source.name == "data" else source
+        store_only = {
+            "--experiment": args.experiment,
+            "--tag": args.tag,
+            "--where": args.where,
+            "--tracking-uri": args.tracking_uri,
+        }
+        given = [option for option, value in store_only.items() if value]
+        if given:
+            print(
+                f"bench-report: --from draws a report again from its own data, so "
+                f"{', '.join(given)} (which choose runs from the MLflow store) cannot go with it",
+                file=sys.stderr,
+            )
+            return 2
         try:
-            report = redraw(source, out, args.baseline or "", args.metric or "", formats)
+            report = redraw(args.source, args.out, args.baseline or "", args.metric or "", formats)
         except LookupError as e:
             print(f"bench-report: --from {args.source}: {e.args[0]}", file=sys.stderr)
             return 2
         print_tables(report)
         return 0
+    args.experiment = args.experiment or "digits"
     if argv is None:  # the command, not a call from Python
         tracking.exit_quickly()
         tracking.send_pending()

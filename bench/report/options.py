@@ -64,4 +64,5 @@ class Report:
     warnings: list[str]
     options: Options = field(default_factory=Options)
     ensemble: pd.DataFrame | None = None
+    claims_at_best_lr: pd.DataFrame | None = None  # where the base LR is swept
     view: str | None = None  # the key of the sweep's saved view in MLflow's UI, when one was saved

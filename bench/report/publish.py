@@ -51,8 +51,9 @@ def write(
     if lr is None:
         lr = pd.DataFrame(columns=["run_id", "step", "lr"])
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    target = folder.resolve()  # "." or "..": a folder of its own name, beside its parent's
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         shown = tables(a, options)
         write_tables(shown, staging)
@@ -65,13 +66,13 @@ def write(
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report is not
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            folder.rename(old / folder.name)
-            staging.rename(folder)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            target.rename(old / target.name)
+            staging.rename(target)
             shutil.rmtree(old)
         else:
-            staging.rename(folder)
+            staging.rename(target)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
@@ -81,6 +82,7 @@ def write(
         accuracy=a.accuracy,
         stability=a.stability,
         claims=a.claims,
+        claims_at_best_lr=a.claims_at_best_lr,
         n_finished=len(finished),
         n_unfinished=len(a.runs) - len(finished),
         warnings=a.warnings,
@@ -90,15 +92,19 @@ def write(
 
 
 def redraw(
-    source: Path, folder: Path, baseline: str = "", metric: str = "", formats: Sequence[str] = ()
+    source: Path,
+    folder: Path | None = None,
+    baseline: str = "",
+    metric: str = "",
+    formats: Sequence[str] = (),
 ) -> Report:
-    """Write the report kept in ``source`` (a report's folder, or its ``data/``) to ``folder``
-    again, from its data alone (``bench.report.data``): no MLflow store is read or updated.
-    ``baseline``, ``metric`` and ``formats`` replace the report's own where given."""
-    source = Path(source)
-    if (source / saved_data.FOLDER).is_dir():
-        source = source / saved_data.FOLDER
-    saved = saved_data.load(source)
+    """Write the report kept in ``source`` (a report's folder, or its ``data/``) again, from its
+    data alone (``bench.report.data``), to ``folder`` (default: that report's folder): no MLflow
+    store is read or updated. ``baseline``, ``metric`` and ``formats`` replace the report's own
+    where given."""
+    data_folder, report_folder = saved_data.locate(source)
+    folder = Path(folder) if folder is not None else report_folder
+    saved = saved_data.load(data_folder)
     options = dataclasses.replace(
         saved.options,
         baseline=baseline or saved.options.baseline,
