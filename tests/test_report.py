@@ -179,6 +179,9 @@ def test_schedule_free_on_the_lr_grid_is_judged_at_each_lr_and_at_its_best(tmp_p
     assert tuned.loc[claim, "diff_mean"] == pytest.approx(-0.2, abs=0.05)
     assert tuned.loc["cosine peaks higher", "metric"] == "test_acc"  # never where LRs were chosen
     assert made.claims_at_best_lr is not None and len(made.claims_at_best_lr) == len(tuned)
+    note = report.description(made)
+    tuned_note = note.split("Claims with every arm at its own best base LR: ")[1]
+    assert f"{claim} (held)" in tuned_note
     text = (tmp_path / "r" / "report.md").read_text()
     assert "The claims with every arm at its own best base LR" in text
 

@@ -355,7 +355,8 @@ def headline_metrics(report: Report) -> dict[str, float]:
 def description(report: Report) -> str:
     """One paragraph for the sweep's parent run (MLflow shows it as the run's description):
     the schedules by their headline, best first, the best one's difference from the baseline
-    with its interval, and the claims' verdicts. Pure."""
+    with its interval, and the claims' verdicts (also with every arm at its own best base LR,
+    where it is swept). Pure."""
     options = report.options
     rows = analysis.headline(report.accuracy, options.metric)
     if rows.empty:
@@ -375,12 +376,16 @@ def description(report: Report) -> str:
             f"{best.schedule} vs {options.baseline}: {100 * best.diff_mean:+.2f} pt "
             f"({interval}paired over {int(best.n_pairs)} seed{'s' * (best.n_pairs != 1)})."
         )
-    claims = report.claims
-    if claims is not None and not claims.empty:
+    for title, claims in (
+        ("Claims", report.claims),
+        ("Claims with every arm at its own best base LR", report.claims_at_best_lr),
+    ):
+        if claims is None or claims.empty:
+            continue
         decided = claims[claims["verdict"].isin(["held", "refuted"])]
         counts = claims["verdict"].value_counts()
         text.append(
-            f"Claims: {counts.get('held', 0)} held, {counts.get('refuted', 0)} refuted, "
+            f"{title}: {counts.get('held', 0)} held, {counts.get('refuted', 0)} refuted, "
             f"{len(claims) - len(decided)} inconclusive"
             + (
                 ": " + "; ".join(f"{c.claim} ({c.verdict})" for c in decided.itertuples()) + "."
