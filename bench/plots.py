@@ -271,7 +271,9 @@ def _zoom(curves: dict[str, pd.DataFrame], data: pd.DataFrame) -> tuple[float, f
 
 def lr_traces(lr: pd.DataFrame, schedules: Sequence[str]) -> Figure:
     """The logged learning rate at every optimizer step, one small panel per schedule in its
-    colour (one run per schedule: the first run_id, of the lowest seed where there is one).
+    colour (one run per schedule: the first run_id, of the lowest seed where there is one). The
+    panels share their y axis unless the peaks differ more than twofold (schedule-free SGD runs
+    at 10x the schedules' LR): then each panel has its own, so every trace stays inside it.
 
     ``lr``: columns run_id, schedule, step, lr (and optionally seed).
     """
@@ -280,8 +282,10 @@ def lr_traces(lr: pd.DataFrame, schedules: Sequence[str]) -> Figure:
         data = data[data["seed"] == data.groupby("schedule")["seed"].transform("min")]
     data = data[data["run_id"] == data.groupby("schedule")["run_id"].transform("min")]
     schedules = [s for s in schedules if s in set(data["schedule"])]
+    peaks = data.groupby("schedule")["lr"].max()
+    shared = len(peaks) == 0 or peaks.max() <= 2 * peaks.min()
     with _style():
-        fig, axes = _panels(len(schedules), col_wrap=3, panel_height=1.2)
+        fig, axes = _panels(len(schedules), col_wrap=3, panel_height=1.2, sharey=bool(shared))
         for ax, s in zip(axes, schedules, strict=True):
             trace = data[data["schedule"] == s].sort_values("step")
             ax.plot(trace["step"], trace["lr"], color=colour(s), lw=1.3)

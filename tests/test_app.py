@@ -193,9 +193,10 @@ def test_report_regenerates_byte_for_byte(sweep, tmp_path):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     first = report.make(uri, "digits", tmp_path / "a").folder
     second = report.make(uri, "digits", tmp_path / "b").folder
-    files = sorted(p.name for p in first.iterdir())
-    # 3 tables x (csv, md, tex), 6 figures x (png, svg), report.md
-    assert files == sorted(p.name for p in second.iterdir()) and len(files) == 22
+    files = sorted(str(p.relative_to(first)) for p in first.rglob("*") if p.is_file())
+    # 3 tables x (csv, md, tex), 6 figures x (png, svg), report.md, and the 4 files of data/
+    assert files == sorted(str(p.relative_to(second)) for p in second.rglob("*") if p.is_file())
+    assert len(files) == 26 and "data/runs.json" in files
     for name in files:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 

@@ -243,6 +243,25 @@ def test_lr_traces_one_panel_per_schedule_in_its_colour(figures):
         assert {to_hex(line.get_color()) for line in ax.get_lines()} == {want(s)}
 
 
+def test_lr_traces_keep_a_schedule_free_trace_at_ten_times_the_lr_inside_its_panel():
+    steps = np.arange(50)
+    lr = pd.DataFrame(
+        {
+            "run_id": ["a"] * 50 + ["b"] * 50,
+            "schedule": ["cosine"] * 50 + ["sgd_schedulefree"] * 50,
+            "step": np.concatenate([steps, steps]),
+            "lr": np.concatenate([0.2 * (1 + np.cos(np.pi * steps / 50)) / 2, np.full(50, 2.0)]),
+        }
+    )
+    fig = plots.lr_traces(lr, ["cosine", "sgd_schedulefree"])
+    for ax in fig.get_axes():
+        bottom, top = ax.get_ylim()
+        [line] = ax.get_lines()
+        assert bottom <= min(line.get_ydata()) and max(line.get_ydata()) <= top, ax.get_title()
+    cosine_top = fig.get_axes()[0].get_ylim()[1]
+    assert cosine_top < 0.5  # cosine keeps a scale of its own, not squashed under 2.0
+
+
 def test_final_acc_per_seed_dots_and_means_in_the_schedules_colour(figures, per_run, summary):
     fig = figures["final_acc_per_seed"]()
     ax = fig.get_axes()[0]
