@@ -63,9 +63,10 @@ bench/plots.py
 bench/report/
     bench-report, in the order the data flows: options.py (what a report compares),
     analyse.py (runs -> frames, pure), views.py (frames -> tables for readers), document.py
-    (report.md, the table files, the parent run's description), figures.py, publish.py (the
-    one edge: runs read from MLflow once, the folder swapped in whole, the parent run
-    updated), cli.py (the command)
+    (report.md, the table files, the parent run's description), figures.py, data.py (the
+    runs a report was drawn from, kept in its data/), publish.py (the one edge: runs read from
+    MLflow once or from a report's data, the folder swapped in whole, the parent run updated),
+    cli.py (the command)
 bench/perf/
     nox -s perf, one module per part: train.py (bench against a bare PyTorch loop, MLflow's
     share), augment.py (augmentation throughput), sweep.py (a sweep's overhead, start-up),
