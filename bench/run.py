@@ -73,7 +73,9 @@ def build(run: spec.RunSpec):
 
 def provenance(run: spec.RunSpec) -> dict[str, str]:
     """Where and with what the run ran, as tags: ``bench.host``, ``bench.device`` (the GPU's
-    name, or the CPU's and its core count) and ``bench.versions``."""
+    name, or the CPU's and its core count), ``bench.versions``, and for a run that starts from
+    a weights file ``bench.weights``, its path and the start of its SHA-256 (a path names a
+    file, not its content: a source run trained again writes other weights under it)."""
     import importlib.metadata
     import os
     import platform
@@ -94,11 +96,15 @@ def provenance(run: spec.RunSpec) -> dict[str, str]:
     packages = ("bench", "torch", "torchvision", "pytorch-lightning", "mlflow")
     versions = [f"python {platform.python_version()}"]
     versions += [f"{p} {version(p)}" for p in packages]
-    return {
+    tags = {
         "bench.host": platform.node(),
         "bench.device": device,
         "bench.versions": ", ".join(versions),
     }
+    weights = run.model.get("weights")
+    if isinstance(weights, str) and Path(weights).is_file():
+        tags["bench.weights"] = f"{weights} (sha256 {file_digest(weights)[:16]})"
+    return tags
 
 
 def _cpu_name() -> str:

@@ -78,6 +78,7 @@ def test_report_md_reads_top_to_bottom(written):
     assert [text.index(h) for h in order] == sorted(text.index(h) for h in order)
     assert "`bench seed=0,1,2,3,4`" in text and "`python 3.11, torch 2.14.1`" in text
     assert "**Machine**: not recorded by these runs." in text
+    assert "Starting weights" not in text  # none of these runs started from a weights file
     assert "seeds**: [0, 1, 2, 3, 4]" in text and "1 not finished" in text
     # A steady +1 point over 5 seeds: the built-in claim holds, and so does the user's own.
     claims = pd.read_csv(folder / "claims.csv").set_index("claim")
@@ -265,6 +266,13 @@ def test_from_refuses_the_options_that_choose_runs_from_a_store(tmp_path, capsys
         "--where (which choose runs from the MLflow store) cannot go with it"
         in capsys.readouterr().err
     )
+
+
+def test_the_starting_weights_each_run_named_are_listed(tmp_path):
+    data = runs_of([(s, 0, 0.7, {}, "FINISHED") for s in ("constant", "cosine")])
+    data.runs["tags"] = [{"bench.weights": f"/w.pt (sha256 {h})"} for h in ("aaaa", "bbbb")]
+    text = (report.write(data, tmp_path / "r").folder / "report.md").read_text()
+    assert "- **Starting weights**: `/w.pt (sha256 aaaa)`; `/w.pt (sha256 bbbb)`" in text
 
 
 def test_drawing_again_from_a_folder_without_data_says_what_is_missing(tmp_path):

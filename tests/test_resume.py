@@ -114,6 +114,21 @@ def test_starting_weights_trained_again_under_the_same_name_make_a_new_run(tmp_p
     assert run.identity(config) != before
 
 
+def test_a_run_from_a_weights_file_records_which_content_it_started_from(tmp_path):
+    import torch
+
+    from bench import run, spec
+
+    weights = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(3)}, weights)
+    first = run.provenance(spec.of(compose_run(*BASE, f"model.weights={weights}")))
+    torch.save({"w": torch.ones(3)}, weights)  # the source run trained again
+    second = run.provenance(spec.of(compose_run(*BASE, f"model.weights={weights}")))
+    assert first["bench.weights"].startswith(f"{weights} (sha256 ")
+    assert first["bench.weights"] != second["bench.weights"]
+    assert "bench.weights" not in run.provenance(spec.of(compose_run(*BASE)))
+
+
 def test_a_checkpoint_changed_after_it_was_written_is_set_aside(tmp_path):
     """Bytes flipped inside a tensor leave a file torch still loads, holding other weights: the
     digest written beside it tells. A checkpoint without its digest is not trusted either."""

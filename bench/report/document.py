@@ -75,11 +75,12 @@ def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str
         ("bench.host", "Machine"),
         ("bench.device", "Device"),
         ("bench.versions", "Versions"),
+        ("bench.weights", "Starting weights"),
     ):
         values = sorted({t.get(tag) for t in tags if t.get(tag)})
         if values:
             lines.append(f"- **{label}**: " + "; ".join(f"`{v}`" for v in values))
-        else:
+        elif tag != "bench.weights":  # most studies start from no weights file
             lines.append(f"- **{label}**: not recorded by these runs.")
     return "\n".join(lines) + "\n"
 
