@@ -30,6 +30,7 @@ from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from bench.analysis.stats import mean_ci  # noqa: E402
@@ -211,6 +212,7 @@ def val_acc_curves(
             ax.set_title(f"{s} (n={runs['run_id'].nunique()})", pad=3)
         if schedules:
             axes[0].set_ylim(*_zoom(curves, data))
+            axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # shared by every panel
         fig.supxlabel("epoch", fontsize=9)
         fig.supylabel("validation accuracy (%)", fontsize=9)
         handles = [
@@ -248,6 +250,7 @@ def val_acc_differences(diffs: pd.DataFrame, schedules: Sequence[str], baseline:
             low, high = min(finite.min(), 0.0), max(finite.max(), 0.0)
             pad = 0.05 * (high - low) or 1.0
             ax.set_ylim(low - pad, high + pad)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 2.5
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"val acc − {baseline} (points)")
         if schedules:

@@ -497,3 +497,19 @@ def test_lr_robustness_draws_each_range_in_its_schedules_colour(figures):
     ]
     crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
     assert [line.get_xdata()[0] for line in crosses] == [1.0, 3.0]
+
+
+def test_epoch_axes_tick_whole_epochs_only(epochs):
+    """5 epochs would get ticks at 1.5, 2.5, ... by default: an epoch axis ticks integers."""
+    diffs = paired_differences(epochs, "constant")
+    figures = {
+        "val_acc_differences": plots.val_acc_differences(diffs, SCHEDS, "constant"),
+        "val_acc_curves": plots.val_acc_curves(epochs, SCHEDS, "constant"),
+    }
+    for name, fig in figures.items():
+        fig.canvas.draw()
+        for ax in fig.get_axes():
+            low, high = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if low <= t <= high]
+            assert len(ticks) >= 2, name
+            assert all(float(t).is_integer() for t in ticks), (name, ticks)
