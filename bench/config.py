@@ -36,6 +36,7 @@ from bench.rules import (
     BOOLEAN,
     COUNT,
     COUNT_OR_NULL,
+    FIGURE_WIDTH,
     FRACTION,
     MOMENTUM,
     NAME,
@@ -188,6 +189,7 @@ OPTIONAL: dict[str, Rule] = {
         lambda x: isinstance(x, list | tuple) and len(x) > 0 and set(x) <= {"png", "svg", "pdf"},
         "a non-empty list of png, svg, pdf",
     ),
+    "report.width": FIGURE_WIDTH,
 }
 
 # Model arguments that the data decides.

@@ -1,5 +1,9 @@
-"""The report's seaborn figures, sized for a paper (6.5 in full width, fonts of 8-9 pt) and saved
-byte for byte reproducibly as PNG, SVG and, on request, PDF.
+"""The report's seaborn figures, sized for a paper and saved byte for byte reproducibly as PNG,
+SVG and, on request, PDF. Every figure is drawn at the width it will be printed at, fonts of 7-9
+pt at 100%: ``WIDTH`` (6.5 in, a paper's text width) by default, or ``COLUMN`` (3.3 in, one
+column of a two-column paper) or any width ``bench.rules.FIGURE_WIDTH`` allows (3.25 in and up),
+passed as ``width=``. Below ``NARROW`` the panels wrap into fewer columns and the legends into
+more rows, so that nothing shrinks or collides.
 
 Every schedule (or schedule-free arm) has one colour in every figure: ``COLOURS``, colour-blind
 safe (Okabe-Ito, then Paul Tol's muted scheme). Accuracies come in as fractions in [0, 1] and are
@@ -59,6 +63,8 @@ SPARE_COLOURS: tuple[str, ...] = ("#777777", "#A5A5A5", "#4D4D4D", "#8C7B6B", "#
 REFERENCE = "#808080"  # the baseline's mean curve drawn in the other panels
 
 WIDTH = 6.5  # inches: a paper's full text width
+COLUMN = 3.3  # inches: one column of a two-column paper (ICML, CVPR, IEEE: 3.25-3.5)
+NARROW = 5.0  # inches: below this, panels two to a row and legends in two columns
 _RC = {
     **sns.axes_style("whitegrid"),
     "font.size": 9,
@@ -138,12 +144,17 @@ def _mean_ci(frame: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[by, "mean", "ci_low", "ci_high", "n"])
 
 
-def _panels(n: int, col_wrap: int, panel_height: float, sharey: bool = True):
-    """A figure of ``n`` panels in rows of ``col_wrap`` (spare slots removed), shared axes, tick
-    labels on every panel's outer edges: ``(fig, list of axes)``."""
-    ncols = max(1, min(col_wrap, n))
+def _narrow(width: float) -> bool:
+    return width < NARROW
+
+
+def _panels(n: int, col_wrap: int, panel_height: float, sharey: bool = True, width: float = WIDTH):
+    """A figure ``width`` inches wide of ``n`` panels in rows of ``col_wrap`` (two on a narrow
+    figure; spare slots removed), shared axes, tick labels on every panel's outer edges:
+    ``(fig, list of axes)``."""
+    ncols = max(1, min(2 if _narrow(width) else col_wrap, n))
     nrows = max(1, -(-n // ncols))
-    fig = Figure(figsize=(WIDTH, panel_height * nrows + 0.5), layout="constrained")
+    fig = Figure(figsize=(width, panel_height * nrows + 0.5), layout="constrained")
     grid = fig.subplots(nrows, ncols, sharex=True, sharey=sharey, squeeze=False)
     axes = list(grid.flat)
     for ax in axes[n:]:
@@ -173,7 +184,10 @@ def _category_axis(ax: Axes, names: Sequence[str], axis: str = "x") -> None:
 
 
 def val_acc_curves(
-    epochs: pd.DataFrame, schedules: Sequence[str], baseline: str | None = None
+    epochs: pd.DataFrame,
+    schedules: Sequence[str],
+    baseline: str | None = None,
+    width: float = WIDTH,
 ) -> Figure:
     """Validation accuracy per epoch, one panel per schedule: each seed as a faint line (up to
     ``MAX_SEED_LINES`` of them, the lowest seeds), the mean over seeds with its 95% t interval
@@ -191,7 +205,7 @@ def val_acc_curves(
     }
     reference = curves.get(baseline) if baseline is not None else None
     with _style():
-        fig, axes = _panels(len(schedules), col_wrap=3, panel_height=1.55)
+        fig, axes = _panels(len(schedules), col_wrap=3, panel_height=1.55, width=width)
         for ax, s in zip(axes, schedules, strict=True):
             c, runs = colour(s), data[data["schedule"] == s]
             # The faint seeds as one artist, the first MAX_SEED_LINES of them (by seed).
@@ -222,11 +236,14 @@ def val_acc_curves(
         ]
         if reference is not None:
             handles.append(Line2D([], [], color=REFERENCE, ls="--", lw=1, label=f"{baseline} mean"))
-        fig.legend(handles=handles, loc="outside upper center", ncols=len(handles))
+        ncols = 2 if _narrow(width) else len(handles)
+        fig.legend(handles=handles, loc="outside upper center", ncols=ncols)
     return fig
 
 
-def val_acc_differences(diffs: pd.DataFrame, schedules: Sequence[str], baseline: str) -> Figure:
+def val_acc_differences(
+    diffs: pd.DataFrame, schedules: Sequence[str], baseline: str, width: float = WIDTH
+) -> Figure:
     """What the curves figure cannot show at a glance: each schedule's validation accuracy
     minus the ``baseline``'s, paired by seed, per epoch, with its 95% t band, on one axis whose
     range holds every band; zero dashed.
@@ -235,7 +252,7 @@ def val_acc_differences(diffs: pd.DataFrame, schedules: Sequence[str], baseline:
     """
     schedules = [s for s in schedules if s in set(diffs["schedule"])]
     with _style():
-        fig = Figure(figsize=(WIDTH, 3.0), layout="constrained")
+        fig = Figure(figsize=(width, 3.0), layout="constrained")
         ax = fig.subplots()
         ax.axhline(0, color=REFERENCE, ls="--", lw=1, zorder=1)
         for s in schedules:
@@ -254,7 +271,8 @@ def val_acc_differences(diffs: pd.DataFrame, schedules: Sequence[str], baseline:
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"val acc − {baseline} (points)")
         if schedules:
-            ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=min(len(schedules), 5))
+            ncols = min(len(schedules), 2 if _narrow(width) else 5)
+            ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=ncols)
     return fig
 
 
@@ -272,7 +290,7 @@ def _zoom(curves: dict[str, pd.DataFrame], data: pd.DataFrame) -> tuple[float, f
     return max(0.0, low - pad), min(100.0, high + pad)
 
 
-def lr_traces(lr: pd.DataFrame, schedules: Sequence[str]) -> Figure:
+def lr_traces(lr: pd.DataFrame, schedules: Sequence[str], width: float = WIDTH) -> Figure:
     """The logged learning rate at every optimizer step, one small panel per schedule in its
     colour (one run per schedule: the first run_id, of the lowest seed where there is one). The
     panels share their y axis unless the peaks differ more than twofold (schedule-free SGD runs
@@ -288,7 +306,9 @@ def lr_traces(lr: pd.DataFrame, schedules: Sequence[str]) -> Figure:
     peaks = data.groupby("schedule")["lr"].max()
     shared = len(peaks) == 0 or peaks.max() <= 2 * peaks.min()
     with _style():
-        fig, axes = _panels(len(schedules), col_wrap=3, panel_height=1.2, sharey=bool(shared))
+        fig, axes = _panels(
+            len(schedules), col_wrap=3, panel_height=1.2, sharey=bool(shared), width=width
+        )
         for ax, s in zip(axes, schedules, strict=True):
             trace = data[data["schedule"] == s].sort_values("step")
             ax.plot(trace["step"], trace["lr"], color=colour(s), lw=1.3)
@@ -301,7 +321,10 @@ def lr_traces(lr: pd.DataFrame, schedules: Sequence[str]) -> Figure:
 
 
 def final_acc_per_seed(
-    per_run: pd.DataFrame, schedules: Sequence[str], summary: pd.DataFrame | None = None
+    per_run: pd.DataFrame,
+    schedules: Sequence[str],
+    summary: pd.DataFrame | None = None,
+    width: float = WIDTH,
 ) -> Figure:
     """Final validation accuracy per schedule: one dot per seed (spread side by side in seed
     order, no random jitter, each seed at the same offset in every schedule) and, beside them,
@@ -322,7 +345,7 @@ def final_acc_per_seed(
     offsets = np.linspace(-0.1, 0.1, len(seeds)) if len(seeds) > 1 else np.zeros(len(seeds))
     offset = dict(zip(seeds, offsets, strict=True))
     with _style():
-        fig = Figure(figsize=(WIDTH, 3.0), layout="constrained")
+        fig = Figure(figsize=(width, 3.0), layout="constrained")
         ax = fig.subplots()
         # One polyline per seed through the schedules that ran it, in the axis's order.
         table = per_run.pivot_table(index="seed", columns="schedule", values="final_val_acc")
@@ -371,7 +394,8 @@ def final_acc_per_seed(
             Line2D([], [], color=".55", lw=0.8, alpha=0.6, label="the same seed"),
             Line2D([], [], color=".3", marker="D", ms=4.5, lw=1.2, label="mean, 95% CI"),
         ]
-        ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1), ncols=3)
+        ncols = 2 if _narrow(width) else 3
+        ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1), ncols=ncols)
     return fig
 
 
@@ -382,6 +406,7 @@ def forest(
     band: tuple[float, float] | None = None,
     band_label: str = "claim band",
     schedules: Sequence[str] | None = None,
+    width: float = WIDTH,
 ) -> Figure:
     """Differences from the baseline, one row per schedule (top to bottom in the order of
     ``schedules``, else of ``diffs``): the mean difference with its 95% CI, a line at zero, and
@@ -399,7 +424,7 @@ def forest(
     rows = rows.reset_index(drop=True)
     names = list(rows["schedule"])
     with _style():
-        fig = Figure(figsize=(WIDTH, 0.28 * max(1, len(names)) + 0.85), layout="constrained")
+        fig = Figure(figsize=(width, 0.28 * max(1, len(names)) + 0.85), layout="constrained")
         ax = fig.subplots()
         if band is not None:
             ax.axvspan(band[0] * 100, band[1] * 100, color="0.88", lw=0, zorder=0, label=band_label)
@@ -439,7 +464,7 @@ STABILITY_MEASURES: tuple[tuple[str, str, float], ...] = (
 )
 
 
-def stability(runs: pd.DataFrame, schedules: Sequence[str]) -> Figure:
+def stability(runs: pd.DataFrame, schedules: Sequence[str], width: float = WIDTH) -> Figure:
     """One panel per stability measure: per schedule (top to bottom, in its colour) the mean
     over runs as a dot and its 95% t interval as a bar (``bench.analysis.stats.mean_ci``), so
     that a zero (a dot on 0) differs from a missing value ("n/a"). "epochs to target" names the
@@ -451,12 +476,17 @@ def stability(runs: pd.DataFrame, schedules: Sequence[str]) -> Figure:
     schedules = list(schedules)
     present = [m for m in STABILITY_MEASURES if m[0] in runs and runs[m[0]].notna().any()]
     with _style():
-        height = 0.24 * max(1, len(schedules)) + 0.85
-        fig = Figure(figsize=(WIDTH, height), layout="constrained")
+        ncols = max(1, min(2 if _narrow(width) else 4, len(present)))
+        nrows = -(-len(present) // ncols)
+        height = nrows * (0.24 * max(1, len(schedules)) + 0.6) + 0.25
+        fig = Figure(figsize=(width, height), layout="constrained")
         if not present:
             fig.text(0.5, 0.5, "no stability measures to show", ha="center", va="center")
             return fig
-        axes = fig.subplots(1, len(present), sharey=True, squeeze=False)[0]
+        grid = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
+        for ax in grid.flat[len(present) :]:
+            ax.remove()
+        axes = grid.flat[: len(present)]
         for ax, (column, title, factor) in zip(axes, present, strict=True):
             ax.axvline(0, color=REFERENCE, lw=0.8, zorder=1)
             for i, s in enumerate(schedules):
@@ -487,11 +517,11 @@ def stability(runs: pd.DataFrame, schedules: Sequence[str]) -> Figure:
             ax.grid(axis="y", visible=False)
             ax.set_xlim(left=0)
             ax.margins(x=0.12)
-        _category_axis(axes[0], schedules, axis="y")
+        _category_axis(axes[0], schedules, axis="y")  # shared by every panel
     return fig
 
 
-def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str]) -> Figure:
+def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str], width: float = WIDTH) -> Figure:
     """Validation accuracy against the base learning rate (log scale), one line per schedule:
     the mean with its 95% CI at every LR tried; one panel per setting where the runs differ in
     more than the LR (such as warmup), the panels sharing their axes. Points of different
@@ -504,7 +534,7 @@ def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str]) -> Figure:
     schedules = [s for s in schedules if s in set(frame["schedule"])]
     settings = sorted(set(frame["setting"])) if "setting" in frame else [""]
     with _style():
-        fig = Figure(figsize=(WIDTH, 3.0), layout="constrained")
+        fig = Figure(figsize=(width, 3.0), layout="constrained")
         axes = fig.subplots(1, len(settings), sharex=True, sharey=True, squeeze=False)[0]
         for ax, setting in zip(axes, settings, strict=True):
             mine = frame[frame["setting"] == setting] if "setting" in frame else frame
@@ -533,11 +563,14 @@ def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str]) -> Figure:
             ax.minorticks_off()
             ax.set_xlabel("base learning rate")
         axes[0].set_ylabel("validation accuracy (%)")
-        fig.legend(loc="outside right upper")
+        if _narrow(width):
+            fig.legend(loc="outside upper center", ncols=min(len(schedules), 3))
+        else:
+            fig.legend(loc="outside right upper")
     return fig
 
 
-def lr_robustness(table: pd.DataFrame, schedules: Sequence[str]) -> Figure:
+def lr_robustness(table: pd.DataFrame, schedules: Sequence[str], width: float = WIDTH) -> Figure:
     """How wide each schedule's good base LR is (``bench.analysis.lr_robustness``): one row per
     schedule (and setting, where the runs differ in more than the LR, such as warmup), on a log
     LR axis: the LRs within a point of its best as a solid bar, the wider range the grid cannot
@@ -553,7 +586,7 @@ def lr_robustness(table: pd.DataFrame, schedules: Sequence[str]) -> Figure:
     labels = [f"{r.schedule} ({r.setting})" if r.setting else r.schedule for r in rows.itertuples()]
     with _style():
         height = 0.3 * max(1, len(rows)) + 0.9
-        fig = Figure(figsize=(WIDTH, height), layout="constrained")
+        fig = Figure(figsize=(width, height), layout="constrained")
         ax = fig.subplots()
         for i, r in enumerate(rows.itertuples()):
             c = colour(r.schedule)
@@ -573,7 +606,8 @@ def lr_robustness(table: pd.DataFrame, schedules: Sequence[str]) -> Figure:
             Line2D([], [], ls="", marker="o", color="white", mec=".3", mew=1.5, label="best LR"),
             Line2D([], [], ls="", marker="x", color=".3", mew=2, label="a run diverged"),
         ]
-        fig.legend(handles=handles, loc="outside upper center", ncols=4, fontsize=7)
+        ncols = 2 if _narrow(width) else 4
+        fig.legend(handles=handles, loc="outside upper center", ncols=ncols, fontsize=7)
     return fig
 
 

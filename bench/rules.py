@@ -47,6 +47,13 @@ COUNT_OR_NULL: Rule = or_null(COUNT)
 NON_NEGATIVE_INT: Rule = (lambda x: integer(x) and x >= 0, "an integer >= 0")
 BOOLEAN: Rule = (lambda x: isinstance(x, bool), "true or false")
 NAME: Rule = (lambda x: isinstance(x, str) and x.strip() != "", "a non-empty string")
+# A figure's printed width in inches: narrower than a two-column paper's narrowest column (3.25),
+# the labels no longer fit.
+FIGURE_WIDTH: Rule = (
+    lambda x: number(x) and 3.25 <= x <= 20,
+    "a width in inches from 3.25 to 20 (6.5: a paper's text width; 3.3: one column of a two-column "
+    "paper)",
+)
 
 
 def did_you_mean(got: str, allowed: list[str]) -> str:

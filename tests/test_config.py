@@ -137,6 +137,7 @@ def test_tracking_uri_is_anchored_in_the_launch_folder(tmp_path, monkeypatch):
         ("report__baseline", "cosin", "report.baseline: got 'cosin'; allowed: constant, step,"),
         ("report__metric", "val_loss", "report.metric: got 'val_loss'; allowed: final_val_acc"),
         ("report__formats", ["gif"], "report.formats: got ['gif']; allowed: a non-empty list"),
+        ("report__width", 2.5, "report.width: got 2.5; allowed: a width in inches from 3.25 to 20"),
         ("report__claims", [{"a": "wsd", "b": "cosine"}], "report.claims[0]: give low, high"),
         (
             "report__claims",

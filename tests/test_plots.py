@@ -513,3 +513,138 @@ def test_epoch_axes_tick_whole_epochs_only(epochs):
             ticks = [t for t in ax.get_xticks() if low <= t <= high]
             assert len(ticks) >= 2, name
             assert all(float(t).is_integer() for t in ticks), (name, ticks)
+
+
+# Readable at the width it is printed at
+
+FIVE = ["constant", "step", "cosine", "cosine_restarts", "polynomial"]
+
+
+@pytest.fixture
+def five(epochs) -> dict:
+    """The default grid's five schedules, 5 seeds, 20 epochs: the names and panels that crowd."""
+    rng = np.random.default_rng(0)
+    rows = [
+        (f"{s}-{seed}", s, seed, e, min(0.99, 0.4 + 0.02 * e + 0.01 * k + rng.normal(0, 0.01)))
+        for k, s in enumerate(FIVE)
+        for seed in range(5)
+        for e in range(1, 21)
+    ]
+    ep = pd.DataFrame(rows, columns=["run_id", "schedule", "seed", "epoch", "val_acc"])
+    last = ep[ep["epoch"] == 20].rename(columns={"val_acc": "final_val_acc"})
+    stab = last.assign(
+        best_minus_final=0.004,
+        late_regressions=last["seed"] % 3,
+        oscillation=0.003,
+        epochs_to_target=np.where(last["schedule"] == "constant", np.nan, 15.0),
+        target=0.8,
+    )
+    steps = np.arange(0, 400, 10)
+    lr = pd.concat(
+        pd.DataFrame({"run_id": f"{s}-0", "schedule": s, "step": steps, "lr": 0.1 / (1 + k)})
+        for k, s in enumerate(FIVE)
+    )
+    diffs = pd.DataFrame(
+        {"schedule": FIVE[1:], "mean": [0.01, 0.02, 0.025, -0.01], "p_holm": [0.2, 0.01, 0.001, 1]}
+    ).assign(ci_low=lambda d: d["mean"] - 0.01, ci_high=lambda d: d["mean"] + 0.01)
+    grid = [(s, lr_, 0.5 + 0.01 * k) for k, s in enumerate(FIVE[:2]) for lr_ in (0.05, 0.1, 0.2)]
+    sens = pd.DataFrame(grid, columns=["schedule", "lr", "mean"])
+    sens = pd.concat([sens.assign(setting="warmup 0"), sens.assign(setting="warmup 0.2")])
+    sens = sens.assign(ci_low=sens["mean"] - 0.01, ci_high=sens["mean"] + 0.01)
+    robust = pd.DataFrame(
+        {
+            "setting": ["warmup 0", "warmup 0.2"] * 2,
+            "schedule": ["constant", "constant", "cosine", "cosine"],
+            "best_lr": 0.1,
+            "good_low": 0.05,
+            "good_high": 0.2,
+            "plausible_low": 0.05,
+            "plausible_high": 0.4,
+            "diverged_from": [1.6, np.nan, np.nan, np.nan],
+        }
+    )
+    return {
+        "val_acc_curves": lambda w: plots.val_acc_curves(ep, FIVE, "constant", width=w),
+        "val_acc_differences": lambda w: plots.val_acc_differences(
+            paired_differences(ep, "constant"), FIVE, "constant", width=w
+        ),
+        "lr_traces": lambda w: plots.lr_traces(lr, FIVE, width=w),
+        "final_acc_per_seed": lambda w: plots.final_acc_per_seed(last, FIVE, width=w),
+        "forest": lambda w: plots.forest(diffs, "constant", "final val acc", width=w),
+        "stability": lambda w: plots.stability(stab, FIVE, width=w),
+        "lr_sensitivity": lambda w: plots.lr_sensitivity(sens, FIVE, width=w),
+        "lr_robustness": lambda w: plots.lr_robustness(robust, FIVE, width=w),
+    }
+
+
+def _outline(text, renderer):
+    """The rectangle a text's glyphs fill, rotated with it, shrunk by 5% (``Path``, pixels): the
+    box that ``get_window_extent`` gives a slanted label is far larger than the label."""
+    from matplotlib.path import Path as Outline
+
+    angle = np.deg2rad(text.get_rotation())
+    if angle:
+        text.set_rotation(0)
+        box = text.get_window_extent(renderer)
+        text.set_rotation(np.rad2deg(angle))
+        pivot = np.asarray(text.get_transform().transform(text.get_unitless_position()))
+    else:
+        box = text.get_window_extent(renderer)
+        pivot = np.zeros(2)
+    corners = box.shrunk(0.95, 0.9).corners()[[0, 1, 3, 2]] - pivot
+    turn = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return Outline(corners @ turn.T + pivot, closed=False)
+
+
+def _texts(fig):
+    """Every visible, non-empty text of the figure, drawn: ``[(text, font size, pixel box,
+    outline)]``."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    # Tick labels whose tick lies outside the view are kept but not drawn: leave them out.
+    undrawn = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * (high - low)
+            for tick, loc in zip(axis.get_major_ticks(), axis.get_majorticklocs(), strict=False):
+                if not low - slack <= loc <= high + slack:
+                    undrawn |= {id(tick.label1), id(tick.label2)}
+    return [
+        (t.get_text(), t.get_fontsize(), t.get_window_extent(renderer), _outline(t, renderer))
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and id(t) not in undrawn
+    ]
+
+
+@pytest.mark.parametrize("width", [plots.WIDTH, plots.COLUMN, 3.25])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "val_acc_curves",
+        "val_acc_differences",
+        "lr_traces",
+        "final_acc_per_seed",
+        "forest",
+        "stability",
+        "lr_sensitivity",
+        "lr_robustness",
+    ],
+)
+def test_every_figure_is_readable_at_its_print_width(five, name, width):
+    """At a paper's text width and at one column of a two-column paper: the figure is that wide,
+    no text is smaller than 6.5 pt or falls off the figure, and no two texts overlap."""
+    fig = five[name](width)
+    texts = _texts(fig)
+    assert fig.get_figwidth() == pytest.approx(width)
+    canvas = fig.bbox
+    assert texts
+    for text, size, box, _ in texts:
+        assert size >= 6.5, (text, size)
+        assert box.x0 >= canvas.x0 - 1 and box.x1 <= canvas.x1 + 1, (text, box, canvas)
+        assert box.y0 >= canvas.y0 - 1 and box.y1 <= canvas.y1 + 1, (text, box, canvas)
+    for (a, _, _, outline_a), (b, _, _, outline_b) in itertools.combinations(texts, 2):
+        assert not outline_a.intersects_path(outline_b, filled=True), (a, b)

@@ -268,6 +268,31 @@ def test_from_refuses_the_options_that_choose_runs_from_a_store(tmp_path, capsys
     )
 
 
+def test_from_with_width_redraws_the_figures_for_one_column_and_keeps_that_width(
+    written, tmp_path, capsys
+):
+    """``--width 3.3``: every figure 3.3 in wide (at 200 dpi, 660 px), the tables unchanged; the
+    width is the report's own from then on, so a later --from keeps it."""
+    from PIL import Image
+
+    _, folder = written
+    column = tmp_path / "column"
+    assert report.main(["--from", str(folder), "--width", "3.3", "--out", str(column)]) == 0
+    pngs = sorted(column.glob("*.png"))
+    assert len(pngs) == len(list(folder.glob("*.png"))) >= 6
+    for png in pngs:
+        with Image.open(png) as image, Image.open(folder / png.name) as wide:
+            assert image.width == 660 and wide.width == 1300, png.name
+    assert (column / "accuracy.md").read_text() == (folder / "accuracy.md").read_text()
+    again = report.redraw(column, tmp_path / "again")
+    assert again.options.width == 3.3
+    with Image.open(tmp_path / "again" / "forest.png") as image:
+        assert image.width == 660
+    assert report.main(["--from", str(folder), "--width", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "--width 2: allowed: a width in inches from 3.25 to 20" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_the_starting_weights_each_run_named_are_listed(tmp_path):
     data = runs_of([(s, 0, 0.7, {}, "FINISHED") for s in ("constant", "cosine")])
     data.runs["tags"] = [{"bench.weights": f"/w.pt (sha256 {h})"} for h in ("aaaa", "bbbb")]
@@ -292,3 +317,11 @@ def test_every_claim_tested_names_its_source_in_the_csv_and_report(written):
     sources = text[text.index("Where each claim comes from:") :]
     for claim in built_in["claim"]:
         assert f"- {claim}: " in sources
+
+
+def test_the_config_sets_the_figures_width_the_report_draws_at():
+    from conftest import compose_run
+
+    assert report.options_from(compose_run()["report"]).width == 6.5
+    column = compose_run("report.width=3.3")["report"]
+    assert report.options_from(column).width == 3.3

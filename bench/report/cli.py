@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import analysis, schedules, tracking
+from bench import analysis, plots, rules, schedules, tracking
 from bench.report.options import HEADLINES, METRIC_NAMES, Options, Report
 from bench.report.publish import make, redraw
 from bench.report.views import accuracy_view, claims_view, ensemble_view, stability_view
@@ -66,8 +66,8 @@ def parser() -> argparse.ArgumentParser:
         ".png/.svg (--pdf: also .pdf) and the runs it was drawn from in OUT/data/. A report of "
         "one sweep is also logged to the sweep's parent run in MLflow. Repeated (setting, "
         "schedule, seed) cells count once. Examples: bench-report --all --out results/digits "
-        "(the curated copy); bench-report --from results/digits --pdf (the same report again, "
-        "with PDF figures).",
+        "(the curated copy); bench-report --from results/digits --pdf --width 3.3 --out paper "
+        "(the same report again, with PDF figures for one column of a two-column paper).",
     )
     p.add_argument(
         "--experiment", default=None, help="MLflow experiment to report (default: digits)"
@@ -129,6 +129,15 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--pdf", action="store_true", help="also write the figures as PDF")
     p.add_argument(
+        "--width",
+        type=float,
+        default=None,
+        metavar="INCHES",
+        help=f"the figures' width as printed, fonts at 7-9 pt: {plots.WIDTH:g} a paper's text "
+        f"width (the default; with --from, the report's own), {plots.COLUMN:g} one column of a "
+        "two-column paper (panels and legends rewrap); from 3.25 to 20",
+    )
+    p.add_argument(
         "--tracking-uri",
         default=None,
         metavar="URI",
@@ -142,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline is not None and args.baseline not in schedules.ARMS:
         print(
             f"bench-report: --baseline {args.baseline!r}: allowed: {', '.join(schedules.ARMS)}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.width is not None and not rules.FIGURE_WIDTH[0](args.width):
+        print(
+            f"bench-report: --width {args.width:g}: allowed: {rules.FIGURE_WIDTH[1]}",
             file=sys.stderr,
         )
         return 2
@@ -162,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         try:
-            report = redraw(args.source, args.out, args.baseline or "", args.metric or "", formats)
+            report = redraw(
+                args.source, args.out, args.baseline or "", args.metric or "", formats, args.width
+            )
         except LookupError as e:
             print(f"bench-report: --from {args.source}: {e.args[0]}", file=sys.stderr)
             return 2
@@ -180,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline=args.baseline or analysis.BASELINE,
         metric=args.metric or analysis.HEADLINE,
         formats=formats or ("png", "svg"),
+        width=args.width or plots.WIDTH,
     )
     folder = Path(args.out) if args.out else Path("reports") / args.experiment
     try:

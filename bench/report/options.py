@@ -1,5 +1,5 @@
 """What a report compares (``Options``: the baseline, the headline metric, the claims, the
-figures' formats) and what it found (``Report``)."""
+figures' formats and width) and what it found (``Report``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import analysis
+from bench import analysis, plots
 from bench.analysis import claims as claims_mod
 
 HEADLINES = ("final_val_acc", "best_val_acc", "test_acc")
@@ -28,12 +28,15 @@ FORMATS = ("png", "svg", "pdf")
 @dataclass
 class Options:
     """What a report compares: the ``baseline`` schedule, the ``metric`` of the headline table
-    and the claims, extra ``claims`` (``report.claims`` in config), figure ``formats``."""
+    and the claims, extra ``claims`` (``report.claims`` in config), figure ``formats`` and
+    ``width`` (inches: the width the figures are printed at, ``bench.plots.WIDTH`` or
+    ``bench.plots.COLUMN``)."""
 
     baseline: str = analysis.BASELINE
     metric: str = analysis.HEADLINE
     claims: Sequence[claims_mod.Claim] = ()
     formats: Sequence[str] = ("png", "svg")
+    width: float = plots.WIDTH
     # Seeds run in rounds until decided (``bench.sequential``): the seeds per arm at each look,
     # and why the rounds stopped; empty for a report of a fixed set of seeds.
     looks: Sequence[int] = ()
@@ -50,6 +53,7 @@ def options_from(config: dict) -> Options:
         metric=config.get("metric", analysis.HEADLINE),
         claims=claims_mod.parse(config.get("claims") or []),
         formats=tuple(config.get("formats") or ("png", "svg")),
+        width=float(config.get("width") or plots.WIDTH),
     )
 
 

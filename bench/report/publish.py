@@ -97,11 +97,12 @@ def redraw(
     baseline: str = "",
     metric: str = "",
     formats: Sequence[str] = (),
+    width: float | None = None,
 ) -> Report:
     """Write the report kept in ``source`` (a report's folder, or its ``data/``) again, from its
     data alone (``bench.report.data``), to ``folder`` (default: that report's folder): no MLflow
-    store is read or updated. ``baseline``, ``metric`` and ``formats`` replace the report's own
-    where given."""
+    store is read or updated. ``baseline``, ``metric``, ``formats`` and ``width`` replace the
+    report's own where given."""
     data_folder, report_folder = saved_data.locate(source)
     folder = Path(folder) if folder is not None else report_folder
     saved = saved_data.load(data_folder)
@@ -110,6 +111,7 @@ def redraw(
         baseline=baseline or saved.options.baseline,
         metric=metric or saved.options.metric,
         formats=tuple(formats) or saved.options.formats,
+        width=width or saved.options.width,
     )
     return write(saved.data, folder, options, saved.scope, saved.commands, saved.lr)
 
