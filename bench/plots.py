@@ -148,6 +148,16 @@ def _narrow(width: float) -> bool:
     return width < NARROW
 
 
+def _fits(text: str, inches: float, points: float = 9) -> bool:
+    """Whether one line of ``text`` fits in ``inches`` at ``points`` (a glyph is about 0.55 em)."""
+    return len(text) * 0.55 * points / 72 <= inches
+
+
+def _panel_inches(width: float, ncols: int) -> float:
+    """The drawable width of one of ``ncols`` panels side by side (less the y tick labels)."""
+    return (width - 0.45) / ncols - 0.1
+
+
 def _panels(n: int, col_wrap: int, panel_height: float, sharey: bool = True, width: float = WIDTH):
     """A figure ``width`` inches wide of ``n`` panels in rows of ``col_wrap`` (two on a narrow
     figure; spare slots removed), shared axes, tick labels on every panel's outer edges:
@@ -223,7 +233,9 @@ def val_acc_curves(
                 curve["epoch"], curve["ci_low"], curve["ci_high"], color=c, alpha=0.25, lw=0
             )
             ax.plot(curve["epoch"], curve["mean"], color=c, lw=1.6, zorder=3)
-            ax.set_title(f"{s} (n={runs['run_id'].nunique()})", pad=3)
+            title = f"{s} (n={runs['run_id'].nunique()})"
+            room = _panel_inches(width, min(len(schedules), 2 if _narrow(width) else 3))
+            ax.set_title(title if _fits(title, room) else title.replace(" (", "\n("), pad=3)
         if schedules:
             axes[0].set_ylim(*_zoom(curves, data))
             axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # shared by every panel
@@ -524,9 +536,9 @@ def stability(runs: pd.DataFrame, schedules: Sequence[str], width: float = WIDTH
 def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str], width: float = WIDTH) -> Figure:
     """Validation accuracy against the base learning rate (log scale), one line per schedule:
     the mean with its 95% CI at every LR tried; one panel per setting where the runs differ in
-    more than the LR (such as warmup), the panels sharing their axes. Points of different
-    schedules at one LR are spread slightly apart so that their error bars do not hide each
-    other.
+    more than the LR (such as warmup), the panels sharing their axes, side by side (one above
+    the other on a narrow figure). Points of different schedules at one LR are spread slightly
+    apart so that their error bars do not hide each other.
 
     ``frame``: columns schedule, lr, mean, ci_low, ci_high (fractions), and ``setting`` (the
     rest of the setting, "" where the LR is all that varies).
@@ -534,8 +546,12 @@ def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str], width: float =
     schedules = [s for s in schedules if s in set(frame["schedule"])]
     settings = sorted(set(frame["setting"])) if "setting" in frame else [""]
     with _style():
-        fig = Figure(figsize=(width, 3.0), layout="constrained")
-        axes = fig.subplots(1, len(settings), sharex=True, sharey=True, squeeze=False)[0]
+        stacked = _narrow(width) and len(settings) > 1
+        height = 2.0 * len(settings) + 0.6 if stacked else 3.0
+        fig = Figure(figsize=(width, height), layout="constrained")
+        shape = (len(settings), 1) if stacked else (1, len(settings))
+        axes = fig.subplots(*shape, sharex=True, sharey=True, squeeze=False).flat
+        axes = list(axes)
         for ax, setting in zip(axes, settings, strict=True):
             mine = frame[frame["setting"] == setting] if "setting" in frame else frame
             for k, s in enumerate(schedules):
@@ -561,8 +577,12 @@ def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str], width: float =
             lrs = np.sort(frame["lr"].unique())
             ax.set_xticks(lrs, [f"{x:g}" for x in lrs])
             ax.minorticks_off()
-            ax.set_xlabel("base learning rate")
-        axes[0].set_ylabel("validation accuracy (%)")
+            if not stacked or ax is axes[-1]:
+                ax.set_xlabel("base learning rate")
+        if stacked:
+            fig.supylabel("validation accuracy (%)", fontsize=9)
+        else:
+            axes[0].set_ylabel("validation accuracy (%)")
         if _narrow(width):
             fig.legend(loc="outside upper center", ncols=min(len(schedules), 3))
         else:
@@ -583,9 +603,14 @@ def lr_robustness(table: pd.DataFrame, schedules: Sequence[str], width: float = 
     order = {s: i for i, s in enumerate(schedules)}
     rows = table[table["schedule"].isin(order)].copy()
     rows = rows.assign(_o=rows["schedule"].map(order)).sort_values(["_o", "setting"])
-    labels = [f"{r.schedule} ({r.setting})" if r.setting else r.schedule for r in rows.itertuples()]
+    # On a narrow figure the setting goes under the schedule's name, not beside it.
+    beside = "{} ({})" if not _narrow(width) else "{}\n{}"
+    labels = [
+        beside.format(r.schedule, r.setting) if r.setting else r.schedule for r in rows.itertuples()
+    ]
     with _style():
-        height = 0.3 * max(1, len(rows)) + 0.9
+        per_row = 0.42 if _narrow(width) and any(rows["setting"]) else 0.3
+        height = per_row * max(1, len(rows)) + 0.9
         fig = Figure(figsize=(width, height), layout="constrained")
         ax = fig.subplots()
         for i, r in enumerate(rows.itertuples()):
@@ -596,6 +621,12 @@ def lr_robustness(table: pd.DataFrame, schedules: Sequence[str], width: float = 
             if not pd.isna(r.diverged_from):
                 ax.plot(r.diverged_from, i, "x", color=c, ms=7, mew=2, zorder=3)
         ax.set_xscale("log")
+        # Ticks at the LRs of the grid (every end, best and divergence is one), written plainly.
+        ends = ["best_lr", "good_low", "good_high", "plausible_low", "plausible_high"]
+        lrs = pd.unique(rows[[*ends, "diverged_from"]].to_numpy(dtype=float).ravel())
+        lrs = np.sort(lrs[np.isfinite(lrs)])
+        ax.set_xticks(lrs, [f"{x:g}" for x in lrs])
+        ax.minorticks_off()
         ax.set_yticks(range(len(rows)), labels)
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.grid(axis="y", visible=False)

@@ -2,6 +2,7 @@
 without crashing on missing pieces, and the same input saved as the same bytes."""
 
 import itertools
+from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
@@ -15,6 +16,7 @@ from bench.analysis.curves import paired_differences
 from bench.schedules import SCHEDULE_FREE, SCHEDULES
 
 SCHEDS = ["constant", "cosine", "step"]
+RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
 def hexes(colours) -> set[str]:
@@ -549,11 +551,12 @@ def five(epochs) -> dict:
     ).assign(ci_low=lambda d: d["mean"] - 0.01, ci_high=lambda d: d["mean"] + 0.01)
     grid = [(s, lr_, 0.5 + 0.01 * k) for k, s in enumerate(FIVE[:2]) for lr_ in (0.05, 0.1, 0.2)]
     sens = pd.DataFrame(grid, columns=["schedule", "lr", "mean"])
-    sens = pd.concat([sens.assign(setting="warmup 0"), sens.assign(setting="warmup 0.2")])
+    warmup = ["schedule.warmup_fraction=0", "schedule.warmup_fraction=0.2"]  # as pooling names them
+    sens = pd.concat([sens.assign(setting=warmup[0]), sens.assign(setting=warmup[1])])
     sens = sens.assign(ci_low=sens["mean"] - 0.01, ci_high=sens["mean"] + 0.01)
     robust = pd.DataFrame(
         {
-            "setting": ["warmup 0", "warmup 0.2"] * 2,
+            "setting": warmup * 2,
             "schedule": ["constant", "constant", "cosine", "cosine"],
             "best_lr": 0.1,
             "good_low": 0.05,
@@ -597,26 +600,27 @@ def _outline(text, renderer):
 
 
 def _texts(fig):
-    """Every visible, non-empty text of the figure, drawn: ``[(text, font size, pixel box,
-    outline)]``."""
+    """Every text the figure draws (not the tick labels it keeps out of view): ``[(text, font
+    size, pixel box, outline)]``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.text import Text
 
     renderer = FigureCanvasAgg(fig).get_renderer()
-    fig.draw(renderer)
-    # Tick labels whose tick lies outside the view are kept but not drawn: leave them out.
-    undrawn = set()
-    for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            low, high = sorted(axis.get_view_interval())
-            slack = 1e-9 * (high - low)
-            for tick, loc in zip(axis.get_major_ticks(), axis.get_majorticklocs(), strict=False):
-                if not low - slack <= loc <= high + slack:
-                    undrawn |= {id(tick.label1), id(tick.label2)}
+    drawn, draw = [], Text.draw
+
+    def recorded(text, *args, **kwargs):
+        if text.get_visible() and text.get_text().strip():
+            drawn.append(text)
+        return draw(text, *args, **kwargs)
+
+    Text.draw = recorded
+    try:
+        fig.draw(renderer)
+    finally:
+        Text.draw = draw
     return [
         (t.get_text(), t.get_fontsize(), t.get_window_extent(renderer), _outline(t, renderer))
-        for t in fig.findobj(Text)
-        if t.get_visible() and t.get_text().strip() and id(t) not in undrawn
+        for t in drawn
     ]
 
 
@@ -637,7 +641,10 @@ def _texts(fig):
 def test_every_figure_is_readable_at_its_print_width(five, name, width):
     """At a paper's text width and at one column of a two-column paper: the figure is that wide,
     no text is smaller than 6.5 pt or falls off the figure, and no two texts overlap."""
-    fig = five[name](width)
+    _readable(five[name](width), width)
+
+
+def _readable(fig, width: float) -> None:
     texts = _texts(fig)
     assert fig.get_figwidth() == pytest.approx(width)
     canvas = fig.bbox
@@ -648,3 +655,27 @@ def test_every_figure_is_readable_at_its_print_width(five, name, width):
         assert box.y0 >= canvas.y0 - 1 and box.y1 <= canvas.y1 + 1, (text, box, canvas)
     for (a, _, _, outline_a), (b, _, _, outline_b) in itertools.combinations(texts, 2):
         assert not outline_a.intersects_path(outline_b, filled=True), (a, b)
+
+
+KEPT = sorted(p.parent.parent.name for p in RESULTS.glob("*/data/report.json"))
+
+
+@pytest.mark.parametrize("width", [plots.WIDTH, plots.COLUMN])
+@pytest.mark.parametrize("name", KEPT)
+def test_the_committed_reports_figures_are_readable_at_both_widths(
+    name, width, tmp_path, monkeypatch
+):
+    """The committed reports that keep their data, drawn again at a paper's text width and at
+    one column: every figure passes the checks above on real runs and real schedule names."""
+    from bench import report
+
+    save, seen = plots.save, []
+
+    def check_then_save(fig, folder, stem, formats=("png", "svg")):
+        _readable(fig, width)
+        seen.append(stem)
+        return save(fig, folder, stem, ("png",))
+
+    monkeypatch.setattr(plots, "save", check_then_save)
+    report.redraw(RESULTS / name, tmp_path / name, width=width)
+    assert {"val_acc_curves", "forest", "stability"} <= {s.split("-")[0] for s in seen}
