@@ -284,6 +284,8 @@ def test_from_with_width_redraws_the_figures_for_one_column_and_keeps_that_width
         with Image.open(png) as image, Image.open(folder / png.name) as wide:
             assert image.width == 660 and wide.width == 1300, png.name
     assert (column / "accuracy.md").read_text() == (folder / "accuracy.md").read_text()
+    assert "The figures are drawn 3.3 in wide" in (column / "report.md").read_text()
+    assert "The figures are drawn 6.5 in wide" in (folder / "report.md").read_text()
     again = report.redraw(column, tmp_path / "again")
     assert again.options.width == 3.3
     with Image.open(tmp_path / "again" / "forest.png") as image:

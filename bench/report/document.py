@@ -229,6 +229,9 @@ def report_md(
         "\nThe runs, validation curves and LR traces this report was drawn from are in `data/` "
         "(`runs.json`, `epochs.csv`, `lr.csv`, `report.json`): `bench-report --from FOLDER` "
         "draws the report again from them, without the MLflow store.\n",
+        f"\nThe figures are drawn {options.width:g} in wide, to be printed at that width (fonts "
+        "of 7-9 pt); `bench-report --from FOLDER --width 3.3 --pdf --out DIR` draws them for "
+        "one column of a two-column paper, `--width 6.5` for a paper's text width.\n",
     ]
     return "\n".join(sections)
 
