@@ -17,6 +17,7 @@ while saving, never to the global rcParams.
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -64,7 +65,7 @@ REFERENCE = "#808080"  # the baseline's mean curve drawn in the other panels
 
 WIDTH = 6.5  # inches: a paper's full text width
 COLUMN = 3.3  # inches: one column of a two-column paper (ICML, CVPR, IEEE: 3.25-3.5)
-NARROW = 5.0  # inches: below this, panels two to a row and legends in two columns
+NARROW = 6.0  # inches: below this, panels two to a row and legends in two columns
 _RC = {
     **sns.axes_style("whitegrid"),
     "font.size": 9,
@@ -148,14 +149,64 @@ def _narrow(width: float) -> bool:
     return width < NARROW
 
 
-def _fits(text: str, inches: float, points: float = 9) -> bool:
-    """Whether one line of ``text`` fits in ``inches`` at ``points`` (a glyph is about 0.55 em)."""
-    return len(text) * 0.55 * points / 72 <= inches
+_EM = 0.55  # a glyph's mean width in ems (DejaVu Sans)
 
 
-def _panel_inches(width: float, ncols: int) -> float:
-    """The drawable width of one of ``ncols`` panels side by side (less the y tick labels)."""
-    return (width - 0.45) / ncols - 0.1
+def _inches(text: str, points: float = 8) -> float:
+    """About how wide the longest line of ``text`` is at ``points``."""
+    return max((len(line) for line in str(text).split("\n")), default=0) * _EM * points / 72
+
+
+# Where a word too long for a line may break: after "=" or after a "." that a name follows
+# ("schedule.warmup_fraction=0.2" -> "schedule." "warmup_fraction=" "0.2"), never in a number.
+_BREAKS = re.compile(r".*?(?:=|\.(?=[A-Za-z_]))|.+$")
+
+
+def _wrap(text: str, inches: float, points: float = 9) -> str:
+    """``text`` broken into lines no wider than ``inches`` at ``points``: at spaces, and inside
+    a word too long for a line after "=" or before a name's "."; its own line breaks kept."""
+    limit = max(6, int(inches * 72 / (_EM * points)))
+    lines = []
+    for paragraph in str(text).split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            pieces = _BREAKS.findall(word) if len(word) > limit else [word]
+            for k, piece in enumerate(p for p in pieces if p):
+                glue = "" if k or not line else " "
+                if line and len(line) + len(glue) + len(piece) > limit:
+                    lines.append(line)
+                    line = piece
+                else:
+                    line += glue + piece
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _panel_inches(width: float, ncols: int, labels: float = 0.45) -> float:
+    """The drawable width of one of ``ncols`` panels side by side, ``labels`` inches of y tick
+    labels and axis label taken off the figure's width."""
+    return (width - labels) / ncols - 0.12
+
+
+def _log_ticks(ax: Axes, values, inches: float) -> None:
+    """Ticks of a log axis at ``values`` (an LR grid), written plainly ("0.05"); on an axis
+    ``inches`` wide where every label would not fit, every second (third, ...) one is written."""
+    values = np.sort(np.unique(np.asarray(values, dtype=float)))
+    values = values[np.isfinite(values) & (values > 0)]
+    labels = [f"{x:g}" for x in values]
+    if len(values) > 1:
+        span = math.log10(values[-1] / values[0]) * 1.1  # the data and the axis's margins
+        at = inches * np.log10(values / values[0]) / span
+        for step in range(1, len(values)):
+            kept = range(0, len(values), step)
+            if all(
+                at[j] - at[i] >= (_inches(labels[i]) + _inches(labels[j])) / 2 + 0.08
+                for i, j in zip(kept, list(kept)[1:], strict=False)
+            ):
+                break
+        labels = [label if k % step == 0 else "" for k, label in enumerate(labels)]
+    ax.set_xticks(values, labels)
+    ax.minorticks_off()
 
 
 def _panels(n: int, col_wrap: int, panel_height: float, sharey: bool = True, width: float = WIDTH):
@@ -186,11 +237,13 @@ def _category_axis(ax: Axes, names: Sequence[str], axis: str = "x") -> None:
     ax.set_xticks(ticks, names)
     ax.set_xlim(-0.5, len(names) - 0.5)
     width = (ax.figure.get_figwidth() - 0.8) / max(1, len(names))  # inches per category
-    if max((len(n) for n in names), default=0) * 0.065 > 0.9 * width:  # ~0.065 in per 8 pt char
-        ax.tick_params(axis="x", labelrotation=30)
+    if max((_inches(n) for n in names), default=0) > 0.9 * width:
+        # Slanted labels need a line's height over sin(30°) side by side; upright ones, one.
+        upright = width < 2.2 * 8 / 72
+        ax.tick_params(axis="x", labelrotation=90 if upright else 30)
         for label in ax.get_xticklabels():
-            label.set_horizontalalignment("right")
-            label.set_rotation_mode("anchor")
+            label.set_horizontalalignment("center" if upright else "right")
+            label.set_rotation_mode("default" if upright else "anchor")
 
 
 def val_acc_curves(
@@ -233,12 +286,12 @@ def val_acc_curves(
                 curve["epoch"], curve["ci_low"], curve["ci_high"], color=c, alpha=0.25, lw=0
             )
             ax.plot(curve["epoch"], curve["mean"], color=c, lw=1.6, zorder=3)
-            title = f"{s} (n={runs['run_id'].nunique()})"
             room = _panel_inches(width, min(len(schedules), 2 if _narrow(width) else 3))
-            ax.set_title(title if _fits(title, room) else title.replace(" (", "\n("), pad=3)
+            ax.set_title(_wrap(f"{s} (n={runs['run_id'].nunique()})", room), pad=3)
         if schedules:
             axes[0].set_ylim(*_zoom(curves, data))
-            axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # shared by every panel
+            # Whole epochs, shared by every panel (min_n_ticks=1: one epoch gets "1", not 0.96).
+            axes[0].xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         fig.supxlabel("epoch", fontsize=9)
         fig.supylabel("validation accuracy (%)", fontsize=9)
         handles = [
@@ -263,8 +316,10 @@ def val_acc_differences(
     ``diffs``: ``bench.analysis.curves.paired_differences`` (points).
     """
     schedules = [s for s in schedules if s in set(diffs["schedule"])]
+    ncols = min(len(schedules), 2 if _narrow(width) else 5) or 1
+    legend_rows = -(-len(schedules) // ncols)
     with _style():
-        fig = Figure(figsize=(width, 3.0), layout="constrained")
+        fig = Figure(figsize=(width, 3.0 + 0.17 * max(0, legend_rows - 1)), layout="constrained")
         ax = fig.subplots()
         ax.axhline(0, color=REFERENCE, ls="--", lw=1, zorder=1)
         for s in schedules:
@@ -279,11 +334,11 @@ def val_acc_differences(
             low, high = min(finite.min(), 0.0), max(finite.max(), 0.0)
             pad = 0.05 * (high - low) or 1.0
             ax.set_ylim(low - pad, high + pad)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no 2.5
+        # Epochs are whole: no 2.5, and one epoch gets "1", not 0.96.
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"val acc − {baseline} (points)")
         if schedules:
-            ncols = min(len(schedules), 2 if _narrow(width) else 5)
             ax.legend(loc="lower right", bbox_to_anchor=(1, 1), ncols=ncols)
     return fig
 
@@ -450,7 +505,8 @@ def forest(
             )
         _category_axis(ax, names, axis="y")
         ax.grid(axis="y", visible=False)
-        ax.set_xlabel(f"Δ {metric_label} vs {baseline} (points, 95% CI)")
+        room = width - max((_inches(n) for n in names), default=0) - 0.7  # less the p column
+        ax.set_xlabel(_wrap(f"Δ {metric_label} vs {baseline} (points, 95% CI)", room))
         if "p_holm" in rows:
             right = blended_transform_factory(ax.transAxes, ax.transData)
             ax.text(1.02, -0.5, "p (Holm)", transform=right, ha="left", va="bottom", fontsize=8)
@@ -489,8 +545,10 @@ def stability(runs: pd.DataFrame, schedules: Sequence[str], width: float = WIDTH
     present = [m for m in STABILITY_MEASURES if m[0] in runs and runs[m[0]].notna().any()]
     with _style():
         ncols = max(1, min(2 if _narrow(width) else 4, len(present)))
-        nrows = -(-len(present) // ncols)
+        nrows = max(1, -(-len(present) // ncols))
         height = nrows * (0.24 * max(1, len(schedules)) + 0.6) + 0.25
+        labels = max((_inches(s) for s in schedules), default=0) + 0.1
+        room = _panel_inches(width, ncols, labels)
         fig = Figure(figsize=(width, height), layout="constrained")
         if not present:
             fig.text(0.5, 0.5, "no stability measures to show", ha="center", va="center")
@@ -501,6 +559,7 @@ def stability(runs: pd.DataFrame, schedules: Sequence[str], width: float = WIDTH
         axes = grid.flat[: len(present)]
         for ax, (column, title, factor) in zip(axes, present, strict=True):
             ax.axvline(0, color=REFERENCE, lw=0.8, zorder=1)
+            right, noted = 0.0, False  # the rightmost value drawn; whether a "k/n" follows one
             for i, s in enumerate(schedules):
                 values = runs.loc[runs["schedule"] == s, column].astype(float) * factor
                 ci = mean_ci(values.to_numpy(), bounds=(0.0, math.inf))
@@ -512,23 +571,24 @@ def stability(runs: pd.DataFrame, schedules: Sequence[str], width: float = WIDTH
                 if np.isfinite(ci.low):
                     ax.plot([ci.low, ci.high], [i, i], color=colour(s), lw=2.2, alpha=0.45)
                 ax.plot(ci.mean, i, "o", color=colour(s), ms=4.5, zorder=3, clip_on=False)
+                end = ci.high if np.isfinite(ci.high) else ci.mean
+                right = max(right, end)
                 if column == "epochs_to_target" and reached < n:
-                    right = ci.high if np.isfinite(ci.high) else ci.mean
+                    noted = True
                     ax.annotate(
                         f"{reached}/{n}",
-                        (right, i),
+                        (end, i),
                         xytext=(3, 0),
                         textcoords="offset points",
                         va="center",
-                        fontsize=6.5,
+                        fontsize=7,
                         color=".35",
                     )
             if column == "epochs_to_target" and "target" in runs:
                 title = f"epochs to val acc\n≥ {runs['target'].max() * 100:.1f}%"
-            ax.set_title(title, pad=3)
+            ax.set_title(_wrap(title, room), pad=3)
             ax.grid(axis="y", visible=False)
-            ax.set_xlim(left=0)
-            ax.margins(x=0.12)
+            ax.set_xlim(0, (right or 1.0) * (1.35 if noted else 1.12))  # room for a "k/n" note
         _category_axis(axes[0], schedules, axis="y")  # shared by every panel
     return fig
 
@@ -547,6 +607,9 @@ def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str], width: float =
     settings = sorted(set(frame["setting"])) if "setting" in frame else [""]
     with _style():
         stacked = _narrow(width) and len(settings) > 1
+        # A panel's width: the figure's, less the legend at the right of a wide one.
+        beside = 1 if stacked else len(settings)
+        room = _panel_inches(width if _narrow(width) else width - 1.4, beside, 0.5)
         height = 2.0 * len(settings) + 0.6 if stacked else 3.0
         fig = Figure(figsize=(width, height), layout="constrained")
         shape = (len(settings), 1) if stacked else (1, len(settings))
@@ -572,11 +635,9 @@ def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str], width: float =
                     label=s if ax is axes[0] else None,
                 )
             if setting:
-                ax.set_title(setting.replace(", ", "\n"))
+                ax.set_title(_wrap(setting.replace(", ", "\n"), room))
             ax.set_xscale("log")
-            lrs = np.sort(frame["lr"].unique())
-            ax.set_xticks(lrs, [f"{x:g}" for x in lrs])
-            ax.minorticks_off()
+            _log_ticks(ax, frame["lr"].unique(), room)
             if not stacked or ax is axes[-1]:
                 ax.set_xlabel("base learning rate")
         if stacked:
@@ -584,7 +645,7 @@ def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str], width: float =
         else:
             axes[0].set_ylabel("validation accuracy (%)")
         if _narrow(width):
-            fig.legend(loc="outside upper center", ncols=min(len(schedules), 3))
+            fig.legend(loc="outside upper center", ncols=min(len(schedules), 2))
         else:
             fig.legend(loc="outside right upper")
     return fig
@@ -603,14 +664,20 @@ def lr_robustness(table: pd.DataFrame, schedules: Sequence[str], width: float = 
     order = {s: i for i, s in enumerate(schedules)}
     rows = table[table["schedule"].isin(order)].copy()
     rows = rows.assign(_o=rows["schedule"].map(order)).sort_values(["_o", "setting"])
-    # On a narrow figure the setting goes under the schedule's name, not beside it.
-    beside = "{} ({})" if not _narrow(width) else "{}\n{}"
-    labels = [
-        beside.format(r.schedule, r.setting) if r.setting else r.schedule for r in rows.itertuples()
-    ]
+    # On a narrow figure the setting goes under the schedule's name, one knob a line.
+    if _narrow(width):
+        named = [
+            f"{r.schedule}\n{r.setting.replace(', ', chr(10))}" if r.setting else r.schedule
+            for r in rows.itertuples()
+        ]
+    else:
+        named = [
+            f"{r.schedule} ({r.setting})" if r.setting else r.schedule for r in rows.itertuples()
+        ]
+    labels = [_wrap(label, 0.45 * width, 8) for label in named]
     with _style():
-        per_row = 0.42 if _narrow(width) and any(rows["setting"]) else 0.3
-        height = per_row * max(1, len(rows)) + 0.9
+        lines = max((label.count("\n") + 1 for label in labels), default=1)
+        height = (0.3 + 0.12 * (lines - 1)) * max(1, len(rows)) + 0.9
         fig = Figure(figsize=(width, height), layout="constrained")
         ax = fig.subplots()
         for i, r in enumerate(rows.itertuples()):
@@ -621,12 +688,11 @@ def lr_robustness(table: pd.DataFrame, schedules: Sequence[str], width: float = 
             if not pd.isna(r.diverged_from):
                 ax.plot(r.diverged_from, i, "x", color=c, ms=7, mew=2, zorder=3)
         ax.set_xscale("log")
-        # Ticks at the LRs of the grid (every end, best and divergence is one), written plainly.
+        # Ticks at the LRs drawn (each end, best and divergence is one of the grid's LRs).
         ends = ["best_lr", "good_low", "good_high", "plausible_low", "plausible_high"]
-        lrs = pd.unique(rows[[*ends, "diverged_from"]].to_numpy(dtype=float).ravel())
-        lrs = np.sort(lrs[np.isfinite(lrs)])
-        ax.set_xticks(lrs, [f"{x:g}" for x in lrs])
-        ax.minorticks_off()
+        drawn = rows[[*ends, "diverged_from"]].to_numpy(dtype=float).ravel()
+        longest = max((_inches(label) for label in labels), default=0)
+        _log_ticks(ax, drawn, width - longest - 0.3)
         ax.set_yticks(range(len(rows)), labels)
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.grid(axis="y", visible=False)

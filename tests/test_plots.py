@@ -520,63 +520,103 @@ def test_epoch_axes_tick_whole_epochs_only(epochs):
 # Readable at the width it is printed at
 
 FIVE = ["constant", "step", "cosine", "cosine_restarts", "polynomial"]
+# Eight arms with the longest built-in names, three settings of two knobs each, a dense LR grid.
+CROWDED = [
+    "constant",
+    "cosine",
+    "adamw_schedulefree",
+    "sgd_schedulefree",
+    "inverse_time",
+    "cosine_restarts",
+    "wsd_linear",
+    "one_cycle",
+]
+KNOBS = [
+    f"schedule.warmup_fraction={w}, optimizer.weight_decay={d}"
+    for w, d in ((0, 0.0005), (0.2, 0.0005), (0.2, 0.005))
+]
+DENSE = [1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0]
+SCENARIOS = {  # names, epochs, settings, LRs
+    "five": (FIVE, 20, ["schedule.warmup_fraction=0", "schedule.warmup_fraction=0.2"], DENSE[4:8]),
+    "crowded": (CROWDED, 30, KNOBS, DENSE),
+    "one_epoch": (FIVE[:3], 1, [""], [0.1]),
+}
+FIGURES = [
+    "val_acc_curves",
+    "val_acc_differences",
+    "lr_traces",
+    "final_acc_per_seed",
+    "forest",
+    "stability",
+    "lr_sensitivity",
+    "lr_robustness",
+]
 
 
-@pytest.fixture
-def five(epochs) -> dict:
-    """The default grid's five schedules, 5 seeds, 20 epochs: the names and panels that crowd."""
+def scenario(names: list[str], n_epochs: int, settings: list[str], lrs: list[float]) -> dict:
+    """Every figure, by name, as a function of its width, drawn from runs of ``names`` (5 seeds,
+    ``n_epochs`` epochs) and an LR grid of ``lrs`` in each of ``settings``."""
     rng = np.random.default_rng(0)
     rows = [
         (f"{s}-{seed}", s, seed, e, min(0.99, 0.4 + 0.02 * e + 0.01 * k + rng.normal(0, 0.01)))
-        for k, s in enumerate(FIVE)
+        for k, s in enumerate(names)
         for seed in range(5)
-        for e in range(1, 21)
+        for e in range(1, n_epochs + 1)
     ]
     ep = pd.DataFrame(rows, columns=["run_id", "schedule", "seed", "epoch", "val_acc"])
-    last = ep[ep["epoch"] == 20].rename(columns={"val_acc": "final_val_acc"})
+    last = ep[ep["epoch"] == n_epochs].rename(columns={"val_acc": "final_val_acc"})
     stab = last.assign(
         best_minus_final=0.004,
         late_regressions=last["seed"] % 3,
         oscillation=0.003,
-        epochs_to_target=np.where(last["schedule"] == "constant", np.nan, 15.0),
+        epochs_to_target=np.where(last["schedule"] == names[0], np.nan, 15.0),
         target=0.8,
-    )
+    ).assign(epochs_to_target=lambda f: f["epochs_to_target"].where(f["seed"] != 4))  # k/n
     steps = np.arange(0, 400, 10)
     lr = pd.concat(
         pd.DataFrame({"run_id": f"{s}-0", "schedule": s, "step": steps, "lr": 0.1 / (1 + k)})
-        for k, s in enumerate(FIVE)
+        for k, s in enumerate(names)
     )
+    others = names[1:]
     diffs = pd.DataFrame(
-        {"schedule": FIVE[1:], "mean": [0.01, 0.02, 0.025, -0.01], "p_holm": [0.2, 0.01, 0.001, 1]}
+        {"schedule": others, "mean": np.linspace(-0.01, 0.025, len(others)), "p_holm": 0.01}
     ).assign(ci_low=lambda d: d["mean"] - 0.01, ci_high=lambda d: d["mean"] + 0.01)
-    grid = [(s, lr_, 0.5 + 0.01 * k) for k, s in enumerate(FIVE[:2]) for lr_ in (0.05, 0.1, 0.2)]
-    sens = pd.DataFrame(grid, columns=["schedule", "lr", "mean"])
-    warmup = ["schedule.warmup_fraction=0", "schedule.warmup_fraction=0.2"]  # as pooling names them
-    sens = pd.concat([sens.assign(setting=warmup[0]), sens.assign(setting=warmup[1])])
+    grid = [
+        (setting, s, lr_, 0.5 + 0.01 * k)
+        for setting in settings
+        for k, s in enumerate(names[:3])
+        for lr_ in lrs
+    ]
+    sens = pd.DataFrame(grid, columns=["setting", "schedule", "lr", "mean"])
     sens = sens.assign(ci_low=sens["mean"] - 0.01, ci_high=sens["mean"] + 0.01)
     robust = pd.DataFrame(
-        {
-            "setting": warmup * 2,
-            "schedule": ["constant", "constant", "cosine", "cosine"],
-            "best_lr": 0.1,
-            "good_low": 0.05,
-            "good_high": 0.2,
-            "plausible_low": 0.05,
-            "plausible_high": 0.4,
-            "diverged_from": [1.6, np.nan, np.nan, np.nan],
-        }
+        [
+            (setting, s, lrs[len(lrs) // 2], lrs[0], lrs[-1], lrs[0], lrs[-1], np.nan)
+            for setting in settings
+            for s in names[:3]
+        ],
+        columns=[
+            "setting",
+            "schedule",
+            "best_lr",
+            "good_low",
+            "good_high",
+            "plausible_low",
+            "plausible_high",
+            "diverged_from",
+        ],
     )
     return {
-        "val_acc_curves": lambda w: plots.val_acc_curves(ep, FIVE, "constant", width=w),
+        "val_acc_curves": lambda w: plots.val_acc_curves(ep, names, names[0], width=w),
         "val_acc_differences": lambda w: plots.val_acc_differences(
-            paired_differences(ep, "constant"), FIVE, "constant", width=w
+            paired_differences(ep, names[0]), names, names[0], width=w
         ),
-        "lr_traces": lambda w: plots.lr_traces(lr, FIVE, width=w),
-        "final_acc_per_seed": lambda w: plots.final_acc_per_seed(last, FIVE, width=w),
-        "forest": lambda w: plots.forest(diffs, "constant", "final val acc", width=w),
-        "stability": lambda w: plots.stability(stab, FIVE, width=w),
-        "lr_sensitivity": lambda w: plots.lr_sensitivity(sens, FIVE, width=w),
-        "lr_robustness": lambda w: plots.lr_robustness(robust, FIVE, width=w),
+        "lr_traces": lambda w: plots.lr_traces(lr, names, width=w),
+        "final_acc_per_seed": lambda w: plots.final_acc_per_seed(last, names, width=w),
+        "forest": lambda w: plots.forest(diffs, names[0], "final val acc", width=w),
+        "stability": lambda w: plots.stability(stab, names, width=w),
+        "lr_sensitivity": lambda w: plots.lr_sensitivity(sens, names, width=w),
+        "lr_robustness": lambda w: plots.lr_robustness(robust, names, width=w),
     }
 
 
@@ -624,24 +664,20 @@ def _texts(fig):
     ]
 
 
-@pytest.mark.parametrize("width", [plots.WIDTH, plots.COLUMN, 3.25])
-@pytest.mark.parametrize(
-    "name",
-    [
-        "val_acc_curves",
-        "val_acc_differences",
-        "lr_traces",
-        "final_acc_per_seed",
-        "forest",
-        "stability",
-        "lr_sensitivity",
-        "lr_robustness",
-    ],
-)
-def test_every_figure_is_readable_at_its_print_width(five, name, width):
-    """At a paper's text width and at one column of a two-column paper: the figure is that wide,
-    no text is smaller than 6.5 pt or falls off the figure, and no two texts overlap."""
-    _readable(five[name](width), width)
+@pytest.mark.parametrize("width", [plots.WIDTH, 5.5, 5.0, plots.COLUMN, 3.25])
+@pytest.mark.parametrize("case", SCENARIOS)
+def test_every_figure_is_readable_at_its_print_width(case, width):
+    """From a paper's text width (6.5 in) and NeurIPS's (5.5) down to one column of a two-column
+    paper (3.25-3.3), for the five default schedules, eight long-named arms in three settings on
+    a dense LR grid, and a run of one epoch: every figure is that wide, no text is smaller than
+    7 pt or falls off the figure, and no two texts overlap."""
+    figures = scenario(*SCENARIOS[case])
+    for name in FIGURES:
+        fig = figures[name](width)
+        try:
+            _readable(fig, width)
+        except AssertionError as e:
+            raise AssertionError(f"{name}: {e}") from e
 
 
 def _readable(fig, width: float) -> None:
@@ -650,7 +686,7 @@ def _readable(fig, width: float) -> None:
     canvas = fig.bbox
     assert texts
     for text, size, box, _ in texts:
-        assert size >= 6.5, (text, size)
+        assert size >= 7, (text, size)
         assert box.x0 >= canvas.x0 - 1 and box.x1 <= canvas.x1 + 1, (text, box, canvas)
         assert box.y0 >= canvas.y0 - 1 and box.y1 <= canvas.y1 + 1, (text, box, canvas)
     for (a, _, _, outline_a), (b, _, _, outline_b) in itertools.combinations(texts, 2):

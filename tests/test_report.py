@@ -293,6 +293,11 @@ def test_from_with_width_redraws_the_figures_for_one_column_and_keeps_that_width
     assert report.main(["--from", str(folder), "--width", "2", "--out", str(tmp_path / "x")]) == 2
     assert "--width 2: allowed: a width in inches from 3.25 to 20" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+    kept = column / "data" / "report.json"  # a width edited by hand is checked too
+    kept.write_text(kept.read_text().replace('"width": 3.3', '"width": 0.5'))
+    with pytest.raises(LookupError, match="width 0.5: allowed: a width in inches from 3.25"):
+        report.redraw(column, tmp_path / "y")
+    assert not (tmp_path / "y").exists()
 
 
 def test_the_starting_weights_each_run_named_are_listed(tmp_path):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import tracking
+from bench import rules, tracking
 from bench.analysis import claims as claims_mod
 from bench.report.options import Options
 
@@ -110,6 +110,8 @@ def _options(saved: dict) -> Options:
     for key in ("formats", "looks"):
         if key in options:
             options[key] = tuple(options[key])
+    if "width" in options and not rules.FIGURE_WIDTH[0](options["width"]):
+        raise ValueError(f"width {options['width']!r}: allowed: {rules.FIGURE_WIDTH[1]}")
     return Options(**options)
 
 
