@@ -66,7 +66,8 @@ def _provenance(data: tracking.Runs, a: Analysed, scope: str, commands: list[str
         values = sorted(set(params[key].dropna().astype(str))) if key in params else []
         lines.append(
             f"- **Execution**: `{key}` = {', '.join(f'`{v}`' for v in values)} (not a setting, "
-            "but it moves a run's last bits: the same value reproduces the same numbers)."
+            "but it moves a run's last bits: the same value on the same kind of device, below, "
+            "reproduces the same numbers; another CPU or GPU model does not)."
             if values
             else f"- **Execution**: `{key}` not recorded by these runs."
         )
