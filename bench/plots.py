@@ -209,11 +209,15 @@ def _log_ticks(ax: Axes, values, inches: float) -> None:
     ax.minorticks_off()
 
 
+def _columns(n: int, col_wrap: int, width: float) -> int:
+    """How many of ``n`` panels go side by side: ``col_wrap``, two on a narrow figure."""
+    return max(1, min(2 if _narrow(width) else col_wrap, n))
+
+
 def _panels(n: int, col_wrap: int, panel_height: float, sharey: bool = True, width: float = WIDTH):
-    """A figure ``width`` inches wide of ``n`` panels in rows of ``col_wrap`` (two on a narrow
-    figure; spare slots removed), shared axes, tick labels on every panel's outer edges:
-    ``(fig, list of axes)``."""
-    ncols = max(1, min(2 if _narrow(width) else col_wrap, n))
+    """A figure ``width`` inches wide of ``n`` panels in rows of ``_columns`` (spare slots
+    removed), shared axes, tick labels on every panel's outer edges: ``(fig, list of axes)``."""
+    ncols = _columns(n, col_wrap, width)
     nrows = max(1, -(-n // ncols))
     fig = Figure(figsize=(width, panel_height * nrows + 0.5), layout="constrained")
     grid = fig.subplots(nrows, ncols, sharex=True, sharey=sharey, squeeze=False)
@@ -269,6 +273,7 @@ def val_acc_curves(
     reference = curves.get(baseline) if baseline is not None else None
     with _style():
         fig, axes = _panels(len(schedules), col_wrap=3, panel_height=1.55, width=width)
+        room = _panel_inches(width, _columns(len(schedules), 3, width))  # for a title
         for ax, s in zip(axes, schedules, strict=True):
             c, runs = colour(s), data[data["schedule"] == s]
             # The faint seeds as one artist, the first MAX_SEED_LINES of them (by seed).
@@ -286,7 +291,6 @@ def val_acc_curves(
                 curve["epoch"], curve["ci_low"], curve["ci_high"], color=c, alpha=0.25, lw=0
             )
             ax.plot(curve["epoch"], curve["mean"], color=c, lw=1.6, zorder=3)
-            room = _panel_inches(width, min(len(schedules), 2 if _narrow(width) else 3))
             ax.set_title(_wrap(f"{s} (n={runs['run_id'].nunique()})", room), pad=3)
         if schedules:
             axes[0].set_ylim(*_zoom(curves, data))
@@ -613,8 +617,7 @@ def lr_sensitivity(frame: pd.DataFrame, schedules: Sequence[str], width: float =
         height = 2.0 * len(settings) + 0.6 if stacked else 3.0
         fig = Figure(figsize=(width, height), layout="constrained")
         shape = (len(settings), 1) if stacked else (1, len(settings))
-        axes = fig.subplots(*shape, sharex=True, sharey=True, squeeze=False).flat
-        axes = list(axes)
+        axes = list(fig.subplots(*shape, sharex=True, sharey=True, squeeze=False).flat)
         for ax, setting in zip(axes, settings, strict=True):
             mine = frame[frame["setting"] == setting] if "setting" in frame else frame
             for k, s in enumerate(schedules):
@@ -667,7 +670,7 @@ def lr_robustness(table: pd.DataFrame, schedules: Sequence[str], width: float = 
     # On a narrow figure the setting goes under the schedule's name, one knob a line.
     if _narrow(width):
         named = [
-            f"{r.schedule}\n{r.setting.replace(', ', chr(10))}" if r.setting else r.schedule
+            "\n".join([r.schedule, *r.setting.split(", ")]) if r.setting else r.schedule
             for r in rows.itertuples()
         ]
     else:
