@@ -9,6 +9,7 @@ import functools
 import inspect
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from bench import spec
@@ -151,6 +152,27 @@ def world_size(trainer: Mapping[str, Any]) -> int | None:
     else:
         n = devices
     return n * nodes
+
+
+def cpu() -> str:
+    """The CPU, named closely enough to tell where the same seed gives the same run: its model
+    name, and on Linux its family and model numbers (a virtual machine may show only "AMD EPYC"
+    for several generations), with the kernel set torch picks for it (AVX2, AVX512, ...)."""
+    import platform
+
+    import torch
+
+    name, details = platform.processor() or platform.machine(), []
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        first = cpuinfo.read_text().split("\n\n")[0]  # one block per core, all alike
+        fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        name = fields.get("model name", name)
+        if "cpu family" in fields and "model" in fields:
+            details.append(f"family {fields['cpu family']} model {fields['model']}")
+    details.append(f"torch kernels {torch.backends.cpu.get_cpu_capability()}")
+    return f"{name} ({', '.join(details)})"
 
 
 def uses_cuda(trainer: Mapping[str, Any]) -> bool:

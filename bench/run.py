@@ -73,9 +73,10 @@ def build(run: spec.RunSpec):
 
 def provenance(run: spec.RunSpec) -> dict[str, str]:
     """Where and with what the run ran, as tags: ``bench.host``, ``bench.device`` (the GPU's
-    name, or the CPU's and its core count), ``bench.versions``, and for a run that starts from
-    a weights file ``bench.weights``, its path and the start of its SHA-256 (a path names a
-    file, not its content: a source run trained again writes other weights under it)."""
+    name, or the CPU as ``devices.cpu`` names it and its core count), ``bench.versions``, and
+    for a run that starts from a weights file ``bench.weights``, its path and the start of its
+    SHA-256 (a path names a file, not its content: a source run trained again writes other
+    weights under it)."""
     import importlib.metadata
     import os
     import platform
@@ -92,7 +93,7 @@ def provenance(run: spec.RunSpec) -> dict[str, str]:
         given = run.trainer.get("devices")  # [i]: the GPU a launcher gave the run
         device = torch.cuda.get_device_name(given[0] if isinstance(given, list) else 0)
     else:
-        device = f"CPU {_cpu_name() or platform.machine()}, {os.cpu_count()} cores"
+        device = f"CPU {devices.cpu()}, {os.cpu_count()} cores"
     packages = ("bench", "torch", "torchvision", "pytorch-lightning", "mlflow")
     versions = [f"python {platform.python_version()}"]
     versions += [f"{p} {version(p)}" for p in packages]
@@ -105,17 +106,6 @@ def provenance(run: spec.RunSpec) -> dict[str, str]:
     if isinstance(weights, str) and Path(weights).is_file():
         tags["bench.weights"] = f"{weights} (sha256 {file_digest(weights)[:16]})"
     return tags
-
-
-def _cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    import platform
-
-    return platform.processor()
 
 
 def set_threads(config: Mapping[str, Any]) -> None:

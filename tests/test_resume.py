@@ -171,3 +171,24 @@ def test_a_damaged_checkpoint_is_set_aside_and_not_resumed(tmp_path):
     assert not run.checkpoint_usable(str(tmp_path / "absent.ckpt"))
     runs = [previous("killed", "KILLED", 1, str(cut))]
     assert decide(runs, exists=run.checkpoint_usable).action == resume.RUN
+
+
+def test_a_cpu_run_names_its_processor_closely_enough_to_tell_where_its_numbers_repeat():
+    # "AMD EPYC" alone covers generations whose kernels give other runs from the same seed:
+    # the device tag adds the family and model numbers and the kernel set torch picks.
+    import re
+    from pathlib import Path
+
+    import torch
+
+    from bench import run, spec
+
+    device = run.provenance(spec.of(compose_run(*BASE)))["bench.device"]
+    assert device.startswith("CPU ") and device.endswith(" cores")
+    assert f"torch kernels {torch.backends.cpu.get_cpu_capability()}" in device
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    family = re.search(r"^cpu family\s*:\s*(\d+)", text, re.M)
+    model = re.search(r"^model\s*:\s*(\d+)", text, re.M)
+    if family and model:  # Linux on x86
+        assert f"family {family[1]} model {model[1]}" in device

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import devices
+
 PARTS = ("train", "augment", "sweep", "report", "gpu")
 
 
@@ -160,15 +162,6 @@ def machine() -> dict[str, str]:
     """The machine and software the numbers come from."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:
         ram = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB"
@@ -176,7 +169,7 @@ def machine() -> dict[str, str]:
         ram = "unknown"
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return {
-        "CPU": cpu,
+        "CPU": devices.cpu(),
         "cores": f"{os.cpu_count()} ({usable} usable by this process)",
         "RAM": ram,
         "GPU": ", ".join(gpus) or "none",
