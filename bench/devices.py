@@ -166,8 +166,8 @@ def cpu() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         first = cpuinfo.read_text().split("\n\n")[0]  # one block per core, all alike
-        fields = dict(line.split(":", 1) for line in first.splitlines() if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        pairs = (line.split(":", 1) for line in first.splitlines() if ":" in line)
+        fields = {key.strip(): value.strip() for key, value in pairs}
         name = fields.get("model name", name)
         if "cpu family" in fields and "model" in fields:
             details.append(f"family {fields['cpu family']} model {fields['model']}")
